@@ -1,0 +1,50 @@
+/** `vit info` / `vit doctor`: which backend runs here, why the faster ones do not, and versions. */
+import os from "node:os";
+import type { Command } from "commander";
+import type { BackendName } from "../../src/config/schema.js";
+import { VERSION } from "../../src/version.js";
+import { backendOption } from "../options.js";
+
+export function register(program: Command): void {
+  program
+    .command("info")
+    .alias("doctor")
+    .description("show the tfjs backend --backend auto picks, why others were skipped, and versions")
+    .addOption(backendOption("auto"))
+    .action(async (opts: { backend: BackendName }) => {
+      process.stdout.write(await report(opts.backend));
+    });
+}
+
+async function report(requested: BackendName): Promise<string> {
+  // Loaded here, not at the top: tfjs takes a while to import and `vit --help` should not wait for it.
+  const tf = await import("@tensorflow/tfjs");
+  const backend = await import("../../src/backend.js");
+  const choice = await backend.initBackend(requested);
+  const rows: [string, string][] = [
+    ["vit", VERSION],
+    ["node", `${process.version} (${process.platform} ${process.arch}, ${os.availableParallelism()} cores)`],
+    ["tfjs", tf.version.tfjs],
+    [
+      "backend",
+      `${choice.name}${choice.package ? ` (${choice.package})` : ""}, chosen by --backend ${requested}`,
+    ],
+    ...choice.skipped.map((s, i): [string, string] => [i === 0 ? "skipped" : "", `${s.name}: ${s.reason}`]),
+  ];
+  if (choice.name === "wasm") {
+    const simd = await tf.env().getAsync("WASM_HAS_SIMD_SUPPORT");
+    const threads = await tf.env().getAsync("WASM_HAS_MULTITHREAD_SUPPORT");
+    rows.push(["wasm", `SIMD ${simd ? "yes" : "no"}, threads ${threads ? "yes" : "no"}`]);
+  }
+  if (choice.name === "tensorflow") {
+    // tfjs-node's backend exposes its native binding; the version is the libtensorflow it loaded.
+    const binding = (tf.backend() as { binding?: { TF_Version?: string } }).binding;
+    rows.push(["tensorflow", `libtensorflow ${binding?.TF_Version ?? "(version unknown)"}`]);
+  }
+  rows.push([
+    "tensorflow",
+    `${backend.NATIVE_PACKAGES[0]} needs ${backend.TENSORFLOW_REQUIREMENTS} ` +
+      `(install it, or ${backend.NATIVE_PACKAGES[1]} for CPU, with npm install)`,
+  ]);
+  return rows.map(([label, text]) => `${label.padEnd(12)}${text}\n`).join("");
+}

@@ -1,0 +1,66 @@
+/**
+ * `vit train --config F [--set k=v ...] [--resume DIR] [--backend B]`: trains into runs/<name>/ and
+ * prints that folder on stdout. The first Ctrl-C (or SIGTERM) finishes the step, saves and exits
+ * 130 with the resume command; a second Ctrl-C quits at once.
+ */
+import type { Command } from "commander";
+import type { BackendName } from "../../src/config/schema.js";
+import { UsageError } from "../../src/errors.js";
+import { backendOption, setOption } from "../options.js";
+
+interface TrainFlags {
+  config?: string;
+  set?: string[];
+  resume?: string;
+  backend?: BackendName;
+}
+
+export function register(program: Command): void {
+  program
+    .command("train")
+    .description("train a model into runs/<name>/ (checkpoints, metrics.jsonl, curves.png)")
+    .option("--config <file>", "YAML config (see configs/)")
+    .addOption(setOption())
+    .option("--resume <dir>", "continue the run in this folder from its last checkpoint, with its own config")
+    .addOption(backendOption())
+    .action(async (flags: TrainFlags) => {
+      if (!flags.config === !flags.resume) {
+        throw new UsageError(
+          flags.config
+            ? "--resume uses the run's own config: drop --config (change keys with --set)"
+            : "train needs --config FILE (or --resume DIR)",
+        );
+      }
+      const [{ loadConfig }, { initBackend }, { loadRunConfig, train }] = await Promise.all([
+        import("../../src/config/index.js"),
+        import("../../src/backend.js"),
+        import("../../src/train/loop.js"),
+      ]);
+      const config = flags.resume
+        ? loadRunConfig(flags.resume, flags.set)
+        : loadConfig(flags.config!, { set: flags.set });
+      const backend = await initBackend(flags.backend ?? config.runtime.backend);
+      const stop = new AbortController();
+      const onSignal = (signal: NodeJS.Signals) => {
+        if (stop.signal.aborted) process.exit(130);
+        stop.abort();
+        process.stderr.write(
+          `\n${signal}: stopping after this step and saving (Ctrl-C again to quit without saving)\n`,
+        );
+      };
+      process.on("SIGINT", onSignal);
+      process.on("SIGTERM", onSignal);
+      try {
+        const result = await train({
+          config,
+          resumeDir: flags.resume,
+          backend: backend.name,
+          signal: stop.signal,
+        });
+        process.stdout.write(`${result.runDir}\n`);
+      } finally {
+        process.off("SIGINT", onSignal);
+        process.off("SIGTERM", onSignal);
+      }
+    });
+}

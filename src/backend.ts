@@ -1,0 +1,98 @@
+/**
+ * Picks the tfjs backend (DESIGN.md "Backends"). `auto` tries, in order, @tensorflow/tfjs-node-gpu
+ * (CUDA), @tensorflow/tfjs-node (both register the backend "tensorflow"), wasm, cpu. The native
+ * packages are optional and loaded by dynamic import, so nothing breaks when they are absent.
+ */
+import * as tf from "@tensorflow/tfjs";
+import type { BackendName } from "./config/schema.js";
+import { UsageError, VitError } from "./errors.js";
+
+/** The native packages, fastest first. Both need libtensorflow 2.9.1, which they download at install. */
+export const NATIVE_PACKAGES = ["@tensorflow/tfjs-node-gpu", "@tensorflow/tfjs-node"] as const;
+export const WASM_PACKAGE = "@tensorflow/tfjs-backend-wasm";
+/** What @tensorflow/tfjs-node-gpu 4.x needs on the machine (its libtensorflow is 2.9.1). */
+export const TENSORFLOW_REQUIREMENTS = "libtensorflow 2.9.1: CUDA 11.2, cuDNN 8.1";
+
+export interface BackendChoice {
+  /** The tfjs backend now active. */
+  name: "tensorflow" | "wasm" | "cpu";
+  /** The package that provided it, for tensorflow and wasm. */
+  package?: string;
+  /** Backends tried before it, with why each was passed over, in the order tried. */
+  skipped: { name: string; reason: string }[];
+}
+
+/** How packages are loaded; tests pass a fake to make a backend look missing. */
+export type Importer = (specifier: string) => Promise<unknown>;
+
+/**
+ * Selects `name` (or the first that works, for auto) and reports the choice; prints nothing.
+ * Asking for tensorflow or wasm when it cannot start is a UsageError naming what to install.
+ */
+export async function initBackend(
+  name: BackendName,
+  opts: { importer?: Importer } = {},
+): Promise<BackendChoice> {
+  silenceTfjs();
+  const importer = opts.importer ?? ((specifier: string) => import(specifier));
+  const skipped: BackendChoice["skipped"] = [];
+  if (name === "auto" || name === "tensorflow") {
+    for (const pkg of NATIVE_PACKAGES) {
+      const reason = await tryBackend("tensorflow", pkg, importer);
+      if (reason === undefined) return { name: "tensorflow", package: pkg, skipped };
+      skipped.push({ name: "tensorflow", reason });
+    }
+    if (name === "tensorflow") {
+      throw new UsageError(
+        `backend tensorflow is not available (${skipped.map((s) => s.reason).join("; ")}): ` +
+          `run \`npm install ${NATIVE_PACKAGES[0]}\` (CUDA; needs ${TENSORFLOW_REQUIREMENTS}) ` +
+          `or \`npm install ${NATIVE_PACKAGES[1]}\` (CPU)`,
+      );
+    }
+  }
+  if (name === "auto" || name === "wasm") {
+    const reason = await tryBackend("wasm", WASM_PACKAGE, importer);
+    if (reason === undefined) return { name: "wasm", package: WASM_PACKAGE, skipped };
+    if (name === "wasm") throw new UsageError(`backend wasm is not available: ${reason}`);
+    skipped.push({ name: "wasm", reason });
+  }
+  if (!(await tf.setBackend("cpu"))) throw new VitError("backend cpu failed to start");
+  return { name: "cpu", skipped };
+}
+
+/** undefined when `backend` is now active, else why not. */
+async function tryBackend(backend: string, pkg: string, importer: Importer): Promise<string | undefined> {
+  try {
+    await importer(pkg);
+  } catch (err) {
+    return isMissing(err, pkg) ? `${pkg} not installed` : `${pkg} failed to load: ${firstLine(err)}`;
+  }
+  try {
+    if (await tf.setBackend(backend)) return undefined;
+    return `${pkg} loaded but the ${backend} backend failed to start`;
+  } catch (err) {
+    return `${pkg} loaded but the ${backend} backend failed to start: ${firstLine(err)}`;
+  }
+}
+
+/** The package itself is absent, as opposed to present but broken (e.g. a missing libcudart). */
+function isMissing(err: unknown, pkg: string): boolean {
+  const e = err as { code?: string; message?: string };
+  return (
+    (e.code === "ERR_MODULE_NOT_FOUND" || e.code === "MODULE_NOT_FOUND") &&
+    (e.message ?? "").includes(`'${pkg}'`)
+  );
+}
+
+function firstLine(err: unknown): string {
+  return String((err as Error)?.message ?? err).split("\n")[0];
+}
+
+/**
+ * tfjs prints a banner to stderr on first use of the cpu backend in Node ("Hi, looks like you are
+ * running TensorFlow.js in Node.js ...") and warnings when a native package re-registers the
+ * platform; PROD mode turns tfjs's console warnings off (it has no other effect in tfjs 4.22).
+ */
+export function silenceTfjs(): void {
+  tf.env().set("PROD", true);
+}

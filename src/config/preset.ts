@@ -1,0 +1,31 @@
+/** `model.preset`: start from a registry entry; every key the user wrote wins over it. */
+import { ConfigError } from "../errors.js";
+import { findPreset, PRESETS } from "../model/presets.js";
+import { isPlainObject, type Path } from "./merge.js";
+import { suggestion } from "./suggest.js";
+
+/**
+ * The preset's architecture goes under the user's `model` keys, and its preprocessing (mean, std,
+ * crop_pct, interpolation: what the weights were trained with) under the user's `data` keys.
+ */
+export function applyPreset(raw: Record<string, unknown>, sourceOf: (path: Path) => string) {
+  const model = raw.model;
+  if (!isPlainObject(model) || typeof model.preset !== "string") return raw;
+  const preset = findPreset(model.preset);
+  if (!preset) {
+    const hint =
+      suggestion(
+        model.preset,
+        PRESETS.map((p) => p.name),
+      ) || " (`vit models` lists them)";
+    throw new ConfigError(
+      `${sourceOf(["model", "preset"])}: model.preset: unknown preset "${model.preset}"${hint}`,
+    );
+  }
+  const data = raw.data ?? {};
+  return {
+    ...raw,
+    model: { ...preset.model, ...model },
+    data: isPlainObject(data) ? { ...preset.data, ...data } : data,
+  };
+}

@@ -1,0 +1,12 @@
+/** The model API the rest of the project uses (CONTRACTS.md, "Model helper"). */
+export { initParameters, type WeightInit } from "./init.js";
+export { dropPathRates } from "./layers/drop_path.js";
+export type { ParamSpec, StateDict } from "./module.js";
+export { type ModelStats, modelStats } from "./stats.js";
+export {
+  createModel,
+  type ForwardOptions,
+  type ModelOutput,
+  VisionTransformer,
+  type VitConfig,
+} from "./vision_transformer.js";

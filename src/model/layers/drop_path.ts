@@ -1,0 +1,31 @@
+/**
+ * Stochastic depth (timm's DropPath): in training, drop a residual branch for a whole sample with
+ * probability `rate` and scale the kept samples by 1/(1-rate).
+ */
+import * as tf from "@tensorflow/tfjs";
+import { type ForwardContext, Identity, Layer } from "../module.js";
+import { keepMask } from "./dropout.js";
+
+export class DropPath extends Layer {
+  constructor(readonly rate: number) {
+    super();
+  }
+
+  forward(x: tf.Tensor, ctx: ForwardContext): tf.Tensor {
+    if (!ctx.training) return x;
+    const batch = x.shape[0];
+    // One draw per sample, broadcast over the sample's tokens and channels: [B, 1, ..., 1].
+    const shape = [batch, ...x.shape.slice(1).map(() => 1)];
+    return tf.mul(x, tf.tensor(keepMask(batch, 1 - this.rate, ctx.nextRng()), shape));
+  }
+}
+
+/** DropPath, or an identity when the rate is 0. */
+export function dropPath(rate: number): Layer {
+  return rate > 0 ? new DropPath(rate) : new Identity();
+}
+
+/** timm's per-block schedule: rates rising linearly from 0 to `rate` over `depth` blocks. */
+export function dropPathRates(rate: number, depth: number): number[] {
+  return Array.from({ length: depth }, (_, i) => (depth > 1 ? (rate * i) / (depth - 1) : 0));
+}

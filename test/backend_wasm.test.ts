@@ -1,0 +1,91 @@
+import assert from "node:assert/strict";
+import { spawnSync } from "node:child_process";
+import { test } from "node:test";
+import * as tf from "@tensorflow/tfjs";
+import { initWasm } from "../src/backend_wasm.js";
+
+// Runs the same ops on the cpu backend and on wasm (with the view slices) and compares bit for bit.
+async function onBoth<T>(fn: () => T): Promise<[T, T]> {
+  await tf.setBackend("cpu");
+  const cpu = fn();
+  await initWasm({ threads: 1 });
+  return [cpu, fn()];
+}
+
+const values = (t: tf.Tensor | tf.Tensor[]) =>
+  (Array.isArray(t) ? t : [t]).map((x) => ({
+    shape: x.shape,
+    dtype: x.dtype,
+    data: Array.from(x.dataSync()),
+  }));
+
+test("slice, split and unstack on wasm match the cpu backend for every layout and dtype", async () => {
+  const [cpu, wasm] = await onBoth(() =>
+    tf.tidy(() => {
+      const f = tf.reshape(tf.range(0, 2 * 3 * 4 * 5 * 2, 1, "float32"), [2, 3, 4, 5, 2]);
+      const i = tf.cast(f, "int32");
+      const b = tf.greater(tf.mod(f, 3), 0);
+      const outs: tf.Tensor[] = [];
+      for (const x of [f, i, b]) {
+        outs.push(tf.slice(x, [1, 0, 0, 0, 0], [1, 3, 4, 5, 2])); // contiguous
+        outs.push(tf.slice(x, [0, 1, 2, 1, 1], [2, 2, 2, 3, 1])); // strided on every axis
+        outs.push(tf.slice(tf.reshape(x, [6, 40]), [2, 5], [3, 30])); // 2-D window
+        outs.push(tf.slice(tf.reshape(x, [240]), [17], [100])); // 1-D
+        outs.push(...tf.split(x, [1, 3, 1], 3));
+        outs.push(...tf.unstack(x, 1), ...tf.unstack(x, -1));
+      }
+      return values(outs);
+    }),
+  );
+  assert.equal(wasm.length, 3 * (4 + 3 + 3 + 2));
+  assert.deepEqual(wasm, cpu);
+});
+
+test("a slice taken after the heap grows still reads the right values", async () => {
+  await initWasm({ threads: 1 });
+  const x = tf.randomNormal([64, 1000], 0, 1, "float32", 7);
+  const expected = Array.from(x.dataSync().subarray(1000 * 5, 1000 * 6));
+  // 400 MB forces the heap to grow (and be replaced) while `x` stays alive.
+  const big = tf.zeros([100_000_000]);
+  const row = tf.slice(x, [5, 0], [1, 1000]);
+  assert.deepEqual(Array.from(row.dataSync()), expected);
+  tf.dispose([x, big, row]);
+});
+
+test("the threaded build runs on 2 threads, matches 1 thread bit for bit, and exits like node", async () => {
+  const script = `
+    import { createHash } from "node:crypto";
+    import * as tf from "@tensorflow/tfjs";
+    import { initWasm } from "./src/backend_wasm.ts";
+    const threads = await initWasm({ threads: Number(process.env.THREADS) });
+    const a = tf.randomNormal([300, 200], 0, 1, "float32", 1);
+    const b = tf.randomNormal([200, 260], 0, 1, "float32", 2);
+    const y = tf.tidy(() => tf.softmax(tf.add(tf.matMul(a, b), tf.erf(tf.matMul(a, b)))));
+    const sha = createHash("sha1").update(y.dataSync()).digest("hex");
+    console.log(JSON.stringify({ threads, backend: tf.getBackend(), size: y.size, sum: tf.sum(y).dataSync()[0], sha }));
+    if (process.env.CRASH) setTimeout(() => { throw new Error("crash after init"); });
+  `;
+  const run = (threads: number, crash = false) =>
+    spawnSync(process.execPath, ["--import", "tsx", "--input-type=module", "-e", script], {
+      cwd: new URL("..", import.meta.url),
+      env: { ...process.env, THREADS: String(threads), ...(crash ? { CRASH: "1" } : {}) },
+      encoding: "utf8",
+      timeout: 60_000,
+    });
+  const one = run(1);
+  const two = run(2, true);
+  assert.equal(one.status, 0, one.stderr);
+  // An uncaught exception must keep node's exit code 1 (emscripten's listeners would make it 7), and
+  // the pool's worker threads must not keep the process alive (spawnSync would time out: status null).
+  assert.equal(two.status, 1, two.stderr);
+  assert.match(two.stderr, /crash after init/);
+  const [r1, r2] = [JSON.parse(one.stdout), JSON.parse(two.stdout)];
+  assert.deepEqual([r1.threads, r1.backend, r2.threads, r2.backend], [1, "wasm", 2, "wasm"]);
+  // softmax over 260 columns: every row sums to 1.
+  assert.deepEqual([r2.size, Math.round(r2.sum)], [300 * 260, 300]);
+  assert.equal(r2.sha, r1.sha);
+});
+
+test("initWasm rejects a thread count below 1", async () => {
+  await assert.rejects(initWasm({ threads: 0 }), /threads 0 must be >= 1/);
+});
