@@ -18,9 +18,11 @@ const { values: args } = parseArgs({
     // the-minimum warm-up run is always made; a case slower than the budget reports that run alone).
     budget: { type: "string", default: "400" },
     reps: { type: "string", default: "5" },
+    // A regular expression: only cases whose name matches run.
     only: { type: "string" },
   },
 });
+const only = args.only === undefined ? undefined : new RegExp(args.only);
 const budgetMs = Number(args.budget);
 const maxReps = Number(args.reps);
 
@@ -42,13 +44,22 @@ function round(x: number): number {
   return Math.round(x * 100) / 100;
 }
 
-function run(name: string, shape: string, fn: Case, cost: { flops?: number; elems?: number } = {}): void {
-  if (args.only && !name.includes(args.only)) return;
+interface CaseInfo {
+  flops?: number;
+  elems?: number;
+  /** Outputs to compare the first run's outputs with (reported as `max_rel_diff`). */
+  reference?: tf.Tensor[];
+  /** Return the first run's outputs (the caller disposes them) instead of disposing them. */
+  keep?: boolean;
+}
+
+function run(name: string, shape: string, fn: Case, cost: CaseInfo = {}): tf.Tensor[] | undefined {
+  if (only && !only.test(name)) return undefined;
   let t0 = performance.now();
   let out = tf.tidy(() => fn(0));
   const warmMs = performance.now() - t0;
-  const digest = sha(out);
-  tf.dispose(list(out));
+  const first = list(out);
+  const digest = sha(first);
   const times: number[] = [];
   for (let spent = warmMs; times.length < maxReps && spent < budgetMs; spent += times[times.length - 1]) {
     t0 = performance.now();
@@ -70,8 +81,19 @@ function run(name: string, shape: string, fn: Case, cost: { flops?: number; elem
   };
   if (cost.flops) line.gflops = round(cost.flops / ms / 1e6);
   if (cost.elems) line.melem_per_s = round(cost.elems / ms / 1e3);
+  if (cost.reference) {
+    // Largest difference relative to the largest magnitude of the same tensor, over all outputs.
+    const ref = cost.reference;
+    const rel = first.map((t, i) =>
+      tf.tidy(() => tf.div(tf.max(tf.abs(tf.sub(t, ref[i]))), tf.max(tf.abs(ref[i]))).dataSync()[0]),
+    );
+    line.max_rel_diff = Number(Math.max(...rel).toPrecision(3));
+  }
   line.sha = digest;
   console.log(JSON.stringify(line));
+  if (cost.keep) return first;
+  tf.dispose(first);
+  return undefined;
 }
 
 let seed = 1;
@@ -262,4 +284,94 @@ const t3 = (x: tf.Tensor) => tf.transpose(x, [0, 2, 1]);
     elems: h.size,
   });
   tf.dispose([h, gamma, beta]);
+}
+
+// 5. One pre-norm ViT block, forward + backward for the input and every parameter, written two ways:
+//    "stock" as the obvious tfjs code (Linear = matMul(x, w, false, true), batched attention products with
+//    tfjs's gradients), "explicit" with the backward passes written out so that every product is a 2-D
+//    product without transpose flags (see `linear` and `bmm` below).
+type GradFn = (dy: tf.Tensor, saved: tf.Tensor[]) => tf.Tensor[];
+const withGrad = (forward: (a: tf.Tensor, b: tf.Tensor) => tf.Tensor, backward: GradFn) =>
+  tf.customGrad((a, b, save) => {
+    (save as tf.GradSaveFunc)([a as tf.Tensor, b as tf.Tensor]);
+    return { value: forward(a as tf.Tensor, b as tf.Tensor), gradFunc: backward };
+  });
+// x [M, in] @ w^T for a PyTorch-layout w [out, in]: dx = dy @ w, dw = dy^T @ x.
+const linear = withGrad(
+  (x, w) => tf.matMul(x, tf.transpose(w)),
+  (dy, [x, w]) => [tf.matMul(dy, w), tf.matMul(tf.transpose(dy), x)],
+);
+// a [N, m, k] @ b [N, k, n] per item: da = dy @ b^T, db = a^T @ dy.
+const bmm = withGrad(perItem, (dy, [a, b]) => [perItem(dy, t3(b)), perItem(t3(a), dy)]);
+
+{
+  const configs: [string, number, number, number, number][] = [
+    ["vit_tiny_b8", 8, 197, 192, 3],
+    ["vit_32px_b32", 32, 65, 192, 3],
+  ];
+  for (const [label, b, t, d, h] of configs) {
+    const hd = d / h;
+    const m = b * t;
+    const params = {
+      ln1g: rand([d]),
+      ln1b: rand([d]),
+      qkvW: tf.mul(rand([3 * d, d]), 0.05),
+      qkvB: rand([3 * d]),
+      projW: tf.mul(rand([d, d]), 0.05),
+      projB: rand([d]),
+      ln2g: rand([d]),
+      ln2b: rand([d]),
+      fc1W: tf.mul(rand([4 * d, d]), 0.05),
+      fc1B: rand([4 * d]),
+      fc2W: tf.mul(rand([d, 4 * d]), 0.05),
+      fc2B: rand([d]),
+    };
+    const names = Object.keys(params) as (keyof typeof params)[];
+    const x = rand([m, d]);
+    const dy = rand([m, d]);
+    const layerNorm = (z: tf.Tensor, g: tf.Tensor, bb: tf.Tensor) => {
+      const { mean, variance } = tf.moments(z, -1, true);
+      return tf.add(tf.mul(tf.mul(tf.sub(z, mean), tf.rsqrt(tf.add(variance, 1e-6))), g), bb);
+    };
+    const gelu = (z: tf.Tensor) => tf.mul(tf.mul(z, 0.5), tf.add(1, tf.erf(tf.mul(z, Math.SQRT1_2))));
+    const block =
+      (explicit: boolean) =>
+      (...xs: tf.Tensor[]) => {
+        const [input, ...ps] = xs;
+        const p = Object.fromEntries(names.map((n, i) => [n, ps[i]])) as typeof params;
+        const lin = (z: tf.Tensor, w: tf.Tensor, bias: tf.Tensor) =>
+          tf.add(explicit ? linear(z, w) : tf.matMul(z, w, false, true), bias);
+        // [M, 3D] -> [B, 3 * heads, T, hd] -> q, k, v [B * heads, T, hd]
+        const qkv = tf.transpose(
+          tf.reshape(lin(layerNorm(input, p.ln1g, p.ln1b), p.qkvW, p.qkvB), [b, t, 3 * h, hd]),
+          [0, 2, 1, 3],
+        );
+        const [q, k, v] = tf.split(qkv, 3, 1).map((z) => tf.reshape(z, [b * h, t, hd]));
+        const qs = tf.mul(q, hd ** -0.5);
+        const probs = tf.softmax(explicit ? bmm(qs, t3(k)) : tf.matMul(qs, k, false, true));
+        const heads = explicit ? bmm(probs, v) : tf.matMul(probs, v);
+        const merged = tf.reshape(tf.transpose(tf.reshape(heads, [b, h, t, hd]), [0, 2, 1, 3]), [m, d]);
+        const x1 = tf.add(input, lin(merged, p.projW, p.projB));
+        const hidden = gelu(lin(layerNorm(x1, p.ln2g, p.ln2b), p.fc1W, p.fc1B));
+        return tf.add(x1, lin(hidden, p.fc2W, p.fc2B));
+      };
+    const inputs = [x, ...names.map((n) => params[n])];
+    // Forward matMul FLOPs of the block (4 Linears + 2 attention products); training = 3x.
+    const flops = 2 * m * 12 * d * d + 2 * 2 * b * h * t * t * hd;
+    const shape = `${b}x${t}x${d}`;
+    const [stock, explicit] = [block(false), block(true)];
+    const [stockGrads, explicitGrads] = [tf.grads(stock), tf.grads(explicit)];
+    const y = run(`block_${label}_fwd_stock`, shape, () => stock(...inputs), { flops, keep: true });
+    const g = run(`block_${label}_fwd_bwd_stock`, shape, () => stockGrads(inputs, dy), {
+      flops: 3 * flops,
+      keep: true,
+    });
+    run(`block_${label}_fwd_explicit`, shape, () => explicit(...inputs), { flops, reference: y });
+    run(`block_${label}_fwd_bwd_explicit`, shape, () => explicitGrads(inputs, dy), {
+      flops: 3 * flops,
+      reference: g,
+    });
+    tf.dispose([...(y ?? []), ...(g ?? [])]);
+    tf.dispose([x, dy, ...Object.values(params)]);
+  }
 }

@@ -12,6 +12,9 @@ import { createProgram, runProgram } from "./run.js";
 
 const program = createProgram();
 (await import("./commands/train.js")).register(program);
+(await import("./commands/eval.js")).register(program);
+(await import("./commands/predict.js")).register(program);
+(await import("./commands/attention.js")).register(program);
 (await import("./commands/export.js")).register(program);
 (await import("./commands/models.js")).register(program);
 (await import("./commands/config.js")).register(program);

@@ -18,7 +18,10 @@ export function pattern(w: number, h: number, seed = 0): Buffer {
   for (let y = 0; y < h; y++) {
     for (let x = 0; x < w; x++) {
       for (let c = 0; c < 3; c++) {
-        const v = 128 + 90 * Math.sin(0.37 * x + 1.3 * c + seed) * Math.cos(0.23 * y - seed) + ((x * 7 + y * 13 + c * 29 + seed * 31) % 17);
+        const v =
+          128 +
+          90 * Math.sin(0.37 * x + 1.3 * c + seed) * Math.cos(0.23 * y - seed) +
+          ((x * 7 + y * 13 + c * 29 + seed * 31) % 17);
         px[(y * w + x) * 3 + c] = Math.max(0, Math.min(255, Math.round(v)));
       }
     }
@@ -29,7 +32,9 @@ export function pattern(w: number, h: number, seed = 0): Buffer {
 export async function writePng(file: string, w: number, h: number, seed = 0): Promise<Buffer> {
   const px = pattern(w, h, seed);
   fs.mkdirSync(path.dirname(file), { recursive: true });
-  await sharp(px, { raw: { width: w, height: h, channels: 3 } }).png().toFile(file);
+  await sharp(px, { raw: { width: w, height: h, channels: 3 } })
+    .png()
+    .toFile(file);
   return px;
 }
 
@@ -74,7 +79,15 @@ function bmp(): Buffer {
 /** The bad-file battery, written into dir; returns the file names. */
 export async function writeBadFiles(dir: string): Promise<string[]> {
   fs.mkdirSync(dir, { recursive: true });
-  const noise = { create: { width: 120, height: 90, channels: 3 as const, noise: { type: "gaussian" as const, mean: 128, sigma: 50 } } };
+  const noise = {
+    create: {
+      width: 120,
+      height: 90,
+      channels: 3 as const,
+      background: "#000",
+      noise: { type: "gaussian" as const, mean: 128, sigma: 50 },
+    },
+  };
   const jpeg = await sharp(noise).jpeg().toBuffer();
   const png = await sharp(noise).png().toBuffer();
   const files: Record<string, Buffer> = {
@@ -83,7 +96,9 @@ export async function writeBadFiles(dir: string): Promise<string[]> {
     "truncated.png": png.subarray(0, png.length >> 1),
     "text.jpg": Buffer.from("this is not an image\n"),
     "bitmap.png": bmp(),
-    "one-pixel.png": await sharp(Buffer.from([10, 20, 30]), { raw: { width: 1, height: 1, channels: 3 } }).png().toBuffer(),
+    "one-pixel.png": await sharp(Buffer.from([10, 20, 30]), { raw: { width: 1, height: 1, channels: 3 } })
+      .png()
+      .toBuffer(),
     "bomb.png": bombPng(),
   };
   for (const [name, data] of Object.entries(files)) fs.writeFileSync(path.join(dir, name), data);

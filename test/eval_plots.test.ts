@@ -10,8 +10,8 @@ import { figureLayout, overlayHeatmap, resizeRgb, writeAttentionPng } from "../s
 import {
   addResidual,
   attentionRollout,
-  clsAttentionPerHead,
   headMean,
+  headRelevance,
   type LayerAttention,
   minMaxScale,
   patchRelevance,
@@ -70,10 +70,12 @@ describe("attention rollout (Abnar & Zuidema 2020)", () => {
 
   test("last-layer class-token attention per head skips the prefix tokens", () => {
     const a = layer(2, 3, [0.2, 0.3, 0.5, 0, 0, 0, 0, 0, 0, 0.6, 0.1, 0.3, 0, 0, 0, 0, 0, 0]);
-    const heads = clsAttentionPerHead(a, 1);
+    const heads = headRelevance(a, 1);
     closeAll(heads[0], [0.3, 0.5], 1e-7);
     closeAll(heads[1], [0.1, 0.3], 1e-7);
-    closeAll(clsAttentionPerHead(a, 2)[1], [0.3], 1e-7);
+    closeAll(headRelevance(a, 2)[1], [0.3], 1e-7);
+    // avg pooling: mean of the patch rows (all zero here)
+    closeAll(headRelevance(a, 1, "mean")[0], [0, 0]);
   });
 
   test("shape errors name the layer", () => {

@@ -125,7 +125,7 @@ describe(`vit export (${caseName} fixture as a checkpoint)`, () => {
   test("a folder without checkpoints is a usage error (exit 2)", async () => {
     const r = await vit(["export", "--run", ".", "--format", "onnx", "--out", "x.onnx"]);
     assert.equal(r.code, 2);
-    assert.match(r.stderr, /^\.: no checkpoints\/best\.safetensors or checkpoints\/last\.safetensors/);
+    assert.match(r.stderr, /^--run \.: no checkpoints\/best\.safetensors or checkpoints\/last\.safetensors/);
   });
 
   test("weights that do not fit the stored config fail naming the file and tensors (exit 1)", async () => {

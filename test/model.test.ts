@@ -443,6 +443,21 @@ describe("stochastic layers", () => {
 });
 
 describe("state dict", () => {
+  test("num_classes 0: no head parameters, forward returns the pooled features", () => {
+    const cfg = config({ num_classes: 0, representation_size: 6 });
+    const model = createModel(cfg, { seed: 0 });
+    assert.ok(!model.namedParameters().some(([name]) => name.startsWith("head")));
+    const x = images(cfg, 2, 1);
+    const out = model.forward(x, { training: false }) as tf.Tensor2D;
+    const pooled = tf.tidy(
+      () => model.forwardHead(model.forwardFeatures(x), { preLogits: true }) as tf.Tensor2D,
+    );
+    assert.deepEqual(out.shape, [2, 6]);
+    assert.deepEqual(out.dataSync(), pooled.dataSync());
+    tf.dispose([x, out, pooled]);
+    model.dispose();
+  });
+
   test("save -> load round trip gives identical logits", (t) => {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), "vit-model-"));
     t.after(() => fs.rmSync(dir, { recursive: true, force: true }));

@@ -5,12 +5,12 @@
  */
 import type { Command } from "commander";
 import { Option } from "commander";
-import { UsageError } from "../../src/errors.js";
 import type { ExportFormat } from "../../src/io/export.js";
 
 interface ExportFlags {
   run?: string;
   checkpoint?: string;
+  ema?: boolean;
   format: ExportFormat;
   out: string;
 }
@@ -21,6 +21,7 @@ export function register(program: Command): void {
     .description("write a checkpoint as timm weights + config.json, or as an ONNX model")
     .option("--run <dir>", "a run folder: its best checkpoint, else its last")
     .option("--checkpoint <file>", "a checkpoint file (.safetensors with config and classes in its metadata)")
+    .option("--ema", "with --run: the run's EMA weights")
     .addOption(
       new Option("--format <format>", "output format").choices(["onnx", "timm"]).makeOptionMandatory(),
     )
@@ -29,11 +30,11 @@ export function register(program: Command): void {
       "onnx: the .onnx file; timm: x.safetensors (+ x.json), or a folder (model.safetensors + config.json)",
     )
     .action(async (flags: ExportFlags) => {
-      if (!flags.run === !flags.checkpoint) {
-        throw new UsageError("export needs exactly one of --run DIR or --checkpoint FILE");
-      }
-      const { exportCheckpoint, readCheckpoint, runCheckpoint } = await import("../../src/io/export.js");
-      const ckpt = readCheckpoint(flags.checkpoint ?? runCheckpoint(flags.run!));
+      const [{ exportCheckpoint, readCheckpoint }, { resolveWeightsFile }] = await Promise.all([
+        import("../../src/io/export.js"),
+        import("../../src/eval/model_source.js"),
+      ]);
+      const ckpt = readCheckpoint(resolveWeightsFile(flags).file);
       if (flags.format === "timm" && ckpt.arch.representation_size !== null) {
         process.stderr.write(
           "warning: representation_size (pre_logits.fc) exists only in timm < 0.6; newer timm cannot build this model\n",

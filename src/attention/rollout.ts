@@ -6,7 +6,7 @@
  *   identity for the residual connection and re-normalise the rows, then multiply the layers
  *   together, first layer rightmost: R = A_L ... A_2 A_1. Row 0 of R says how much each input
  *   token flows into the class token at the output.
- * - The last layer's class-token attention per head: row 0 of A_L[h], raw.
+ * - The last layer's class-token attention per head: row 0 of A_L[h] over the patches, raw.
  */
 
 /** One block's attention probabilities for one image: row-major `[heads, tokens, tokens]`. */
@@ -92,12 +92,19 @@ export function patchRelevance(
   return out;
 }
 
-/** Row 0 (class token) over the patch tokens, for each head of one layer: `heads x [T - numPrefix]`. */
-export function clsAttentionPerHead(a: LayerAttention, numPrefix: number): Float64Array[] {
+/**
+ * Each head's own map of one layer: `patchRelevance` of its `[T, T]` slice (row 0 is the class
+ * token's attention over the patches, raw).
+ */
+export function headRelevance(
+  a: LayerAttention,
+  numPrefix: number,
+  row: number | "mean" = 0,
+): Float64Array[] {
   check(a, 0);
-  const t = a.tokens;
+  const tt = a.tokens * a.tokens;
   return Array.from({ length: a.heads }, (_, h) =>
-    Float64Array.from(a.data.subarray(h * t * t + numPrefix, h * t * t + t)),
+    patchRelevance(Float64Array.from(a.data.subarray(h * tt, (h + 1) * tt)), a.tokens, numPrefix, row),
   );
 }
 

@@ -13,16 +13,13 @@ export function applyPreset(raw: Record<string, unknown>, sourceOf: (path: Path)
   if (!isPlainObject(model) || typeof model.preset !== "string") return raw;
   const preset = findPreset(model.preset);
   if (!preset) {
-    const hint =
-      suggestion(
-        model.preset,
-        PRESETS.map((p) => p.name),
-      ) || " (`vit models` lists them)";
+    const names = PRESETS.map((p) => p.name);
+    const hint = suggestion(model.preset, names) || " (`vit models` lists them)";
     throw new ConfigError(
       `${sourceOf(["model", "preset"])}: model.preset: unknown preset "${model.preset}"${hint}`,
     );
   }
-  const data = raw.data ?? {};
+  const data = raw.data === undefined ? {} : raw.data;
   return {
     ...raw,
     model: { ...preset.model, ...model },

@@ -103,7 +103,8 @@ export class BatchBuilder {
     const order = this.orderOf(epoch);
     const start = step * spec.batchSize;
     const count = Math.min(spec.batchSize, order.length - start);
-    if (step < 0 || count <= 0) throw new RangeError(`step ${step} is outside the epoch (${this.steps} steps)`);
+    if (step < 0 || count <= 0)
+      throw new RangeError(`step ${step} is outside the epoch (${this.steps} steps)`);
     const S = spec.imgSize;
     const stride = S * S * spec.inChans;
     const images = new Float32Array(count * stride);
@@ -157,7 +158,8 @@ export class BatchBuilder {
     // Evaluation dropped bad images: close the gaps.
     const keptSlots = kept.flatMap((k, i) => (k ? [i] : []));
     const packed = new Float32Array(size * stride);
-    keptSlots.forEach((s, i) => packed.set(images.subarray(s * stride, (s + 1) * stride), i * stride));
+    for (const [i, s] of keptSlots.entries())
+      packed.set(images.subarray(s * stride, (s + 1) * stride), i * stride);
     return {
       epoch,
       step,
@@ -187,7 +189,12 @@ export class BatchBuilder {
       return trainImage(img, this.transform, rng);
     }
     const px = await evalImage(img, this.transform);
-    if (data.cache) this.remember(index, { ...img, data: px, raw: true, width: this.spec.imgSize, height: this.spec.imgSize }, cached);
+    if (data.cache)
+      this.remember(
+        index,
+        { ...img, data: px, raw: true, width: this.spec.imgSize, height: this.spec.imgSize },
+        cached,
+      );
     return px;
   }
 

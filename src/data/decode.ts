@@ -84,7 +84,10 @@ export async function openImage(file: string): Promise<ImageInput> {
  * Finish a pipeline as 8-bit sRGB pixels. Decoding happens here, so a truncated or corrupt file
  * surfaces here as a BadImageError.
  */
-export async function toRgb(file: string, pipeline: Sharp): Promise<{ data: Buffer; width: number; height: number }> {
+export async function toRgb(
+  file: string,
+  pipeline: Sharp,
+): Promise<{ data: Buffer; width: number; height: number }> {
   try {
     const { data, info } = await pipeline
       .flatten({ background: BACKGROUND })

@@ -60,7 +60,9 @@ export function evalResizeCrop(
 ): { width: number; height: number; crop: Box } {
   const short = Math.floor(imgSize / cropPct);
   const [w, h] =
-    width <= height ? [short, Math.trunc((short * height) / width)] : [Math.trunc((short * width) / height), short];
+    width <= height
+      ? [short, Math.trunc((short * height) / width)]
+      : [Math.trunc((short * width) / height), short];
   const crop = {
     left: roundHalfEven((w - imgSize) / 2),
     top: roundHalfEven((h - imgSize) / 2),
@@ -75,7 +77,11 @@ export function evalResizeCrop(
  * (never enlarged), enough for random-resized-crop to keep most of the detail it would get from
  * the file while bounding the memory of a cached 12 MP photo.
  */
-export function workingSize(width: number, height: number, imgSize: number): { width: number; height: number } {
+export function workingSize(
+  width: number,
+  height: number,
+  imgSize: number,
+): { width: number; height: number } {
   const target = Math.ceil(1.5 * imgSize);
   const short = Math.min(width, height);
   if (short <= target) return { width, height };
@@ -85,7 +91,11 @@ export function workingSize(width: number, height: number, imgSize: number): { w
 }
 
 /** A box drawn in a from-size image, mapped to the same region of a to-size copy of it. */
-export function scaleBox(box: Box, from: { width: number; height: number }, to: { width: number; height: number }): Box {
+export function scaleBox(
+  box: Box,
+  from: { width: number; height: number },
+  to: { width: number; height: number },
+): Box {
   if (from.width === to.width && from.height === to.height) return box;
   const sx = to.width / from.width;
   const sy = to.height / from.height;

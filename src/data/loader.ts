@@ -87,11 +87,10 @@ export class DataLoader {
     if (!Number.isInteger(startStep) || startStep < 0 || startStep > this.stepsPerEpoch) {
       throw new RangeError(`startStep ${startStep} is outside [0, ${this.stepsPerEpoch}]`);
     }
-    const loader = this;
     const run = {
       epoch,
       badImages: 0,
-      [Symbol.asyncIterator]: () => loader.batches(epoch, startStep, run),
+      [Symbol.asyncIterator]: () => this.batches(epoch, startStep, run),
     };
     return run;
   }
@@ -112,7 +111,11 @@ export class DataLoader {
     return this.pool;
   }
 
-  private async *batches(epoch: number, startStep: number, run: { badImages: number }): AsyncGenerator<Batch> {
+  private async *batches(
+    epoch: number,
+    startStep: number,
+    run: { badImages: number },
+  ): AsyncGenerator<Batch> {
     const pool = this.workers();
     // Batches being built while the consumer works on the current one.
     const ahead = Math.max(this.spec.data.prefetch, pool.size);

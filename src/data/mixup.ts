@@ -20,7 +20,11 @@ export interface MixupOptions {
 }
 
 /** The mixup settings of a config, or null when neither mixup nor cutmix is on. */
-export function mixupOptions(aug: AugConfig, labelSmoothing: number, numClasses: number): MixupOptions | null {
+export function mixupOptions(
+  aug: AugConfig,
+  labelSmoothing: number,
+  numClasses: number,
+): MixupOptions | null {
   if (aug.mixup <= 0 && aug.cutmix <= 0) return null;
   return {
     mixupAlpha: aug.mixup,
@@ -43,7 +47,12 @@ export interface MixResult {
 }
 
 /** timm's mixup_target: smoothed one-hots of the labels and of the reversed labels, mixed by lam. */
-export function mixupTargets(labels: Int32Array, numClasses: number, lam: number, smoothing: number): Float32Array {
+export function mixupTargets(
+  labels: Int32Array,
+  numClasses: number,
+  lam: number,
+  smoothing: number,
+): Float32Array {
   const n = labels.length;
   const off = smoothing / numClasses;
   const on = 1 - smoothing + off;
@@ -79,7 +88,8 @@ export function mixupCutmix(
       lam = beta(rng, o.cutmixAlpha, o.cutmixAlpha);
     }
   }
-  if (lam === 1) return { targets: mixupTargets(labels, o.numClasses, 1, o.labelSmoothing), lam, mode: "none" };
+  if (lam === 1)
+    return { targets: mixupTargets(labels, o.numClasses, 1, o.labelSmoothing), lam, mode: "none" };
 
   if (!cutmix) {
     // Pairs (i, B-1-i) read each other's original values, so mix each pair at once.

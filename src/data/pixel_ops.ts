@@ -15,7 +15,7 @@ function blend(px: Uint8Array, factor: number, degenerate: (i: number) => number
   for (let i = 0; i < px.length; i++) {
     const d = degenerate(i);
     const v = Math.trunc(d + factor * (px[i] - d));
-    px[i] = v < 0 ? 0 : v > 255 ? 255 : v;
+    px[i] = Math.min(255, Math.max(0, v));
   }
 }
 
@@ -62,24 +62,36 @@ function histograms(px: Uint8Array): Uint32Array[] {
 }
 
 export function invert(px: Uint8Array): void {
-  applyLut(px, lutOf((v) => 255 - v));
+  applyLut(
+    px,
+    lutOf((v) => 255 - v),
+  );
 }
 
 /** ImageOps.posterize: keep the top `bits` bits. */
 export function posterize(px: Uint8Array, bits: number): void {
   if (bits >= 8) return;
   const mask = ~(2 ** (8 - bits) - 1) & 0xff;
-  applyLut(px, lutOf((v) => v & mask));
+  applyLut(
+    px,
+    lutOf((v) => v & mask),
+  );
 }
 
 /** ImageOps.solarize: invert values at or above the threshold. */
 export function solarize(px: Uint8Array, threshold: number): void {
-  applyLut(px, lutOf((v) => (v < threshold ? v : 255 - v)));
+  applyLut(
+    px,
+    lutOf((v) => (v < threshold ? v : 255 - v)),
+  );
 }
 
 /** timm's solarize_add: add to values below the threshold. */
 export function solarizeAdd(px: Uint8Array, add: number, threshold = 128): void {
-  applyLut(px, lutOf((v) => (v < threshold ? Math.min(255, v + add) : v)));
+  applyLut(
+    px,
+    lutOf((v) => (v < threshold ? Math.min(255, v + add) : v)),
+  );
 }
 
 /** ImageOps.autocontrast (cutoff 0): stretch each channel's range to 0..255. */
@@ -100,7 +112,8 @@ export function autoContrast(px: Uint8Array): void {
 export function equalize(px: Uint8Array): void {
   const luts = histograms(px).map((h) => {
     const used = Array.from(h).filter((c) => c > 0);
-    const step = used.length <= 1 ? 0 : Math.floor((used.reduce((s, c) => s + c, 0) - used[used.length - 1]) / 255);
+    const step =
+      used.length <= 1 ? 0 : Math.floor((used.reduce((s, c) => s + c, 0) - used[used.length - 1]) / 255);
     if (step === 0) return lutOf((v) => v);
     const lut = new Uint8Array(256);
     let n = Math.floor(step / 2);

@@ -75,7 +75,8 @@ export class WorkerPool {
     slot.pending.delete(reply.id);
     if (slot.pending.size === 0) slot.worker.unref();
     if ("batch" in reply) p.resolve(reply.batch);
-    else p.reject(reply.error.isDataError ? new DataError(reply.error.message) : new Error(reply.error.message));
+    else
+      p.reject(reply.error.isDataError ? new DataError(reply.error.message) : new Error(reply.error.message));
   }
 
   private fail(err: Error): void {

@@ -109,7 +109,8 @@ export async function pilAffine(px: Buffer, inv: readonly number[], ctx: OpConte
   const P = S + 2 * MARGIN;
   const padded = Buffer.alloc(P * P * 3);
   for (let i = 0; i < P * P; i++) padded.set(ctx.fill, i * 3);
-  for (let y = 0; y < S; y++) padded.set(px.subarray(y * S * 3, (y + 1) * S * 3), ((y + MARGIN) * P + MARGIN) * 3);
+  for (let y = 0; y < S; y++)
+    padded.set(px.subarray(y * S * 3, (y + 1) * S * 3), ((y + MARGIN) * P + MARGIN) * 3);
   // Forward map in pixel indices: X = M p + t for the unpadded input, t = M (0.5 - (c, f)) - 0.5.
   const tx = M[0] * (0.5 - c) + M[1] * (0.5 - f) - 0.5 - (M[0] + M[1]) * MARGIN;
   const ty = M[2] * (0.5 - c) + M[3] * (0.5 - f) - 0.5 - (M[2] + M[3]) * MARGIN;
@@ -184,8 +185,10 @@ const OPS: Record<string, Op> = {
   SharpnessIncreasing: (px, m, ctx, rng) => sharpness(px, enhanceIncreasing(m, rng), ctx),
   ShearX: (px, m, ctx, rng) => pilAffine(px, [1, negate(rng, (m / 10) * 0.3), 0, 0, 1, 0], ctx),
   ShearY: (px, m, ctx, rng) => pilAffine(px, [1, 0, 0, negate(rng, (m / 10) * 0.3), 1, 0], ctx),
-  TranslateXRel: (px, m, ctx, rng) => pilAffine(px, [1, 0, negate(rng, (m / 10) * 0.45) * ctx.size, 0, 1, 0], ctx),
-  TranslateYRel: (px, m, ctx, rng) => pilAffine(px, [1, 0, 0, 0, 1, negate(rng, (m / 10) * 0.45) * ctx.size], ctx),
+  TranslateXRel: (px, m, ctx, rng) =>
+    pilAffine(px, [1, 0, negate(rng, (m / 10) * 0.45) * ctx.size, 0, 1, 0], ctx),
+  TranslateYRel: (px, m, ctx, rng) =>
+    pilAffine(px, [1, 0, 0, 0, 1, negate(rng, (m / 10) * 0.45) * ctx.size], ctx),
 };
 
 const RAND_TRANSFORMS = [
@@ -218,7 +221,8 @@ const CHOICE_WEIGHTS = [
 /** The op names drawn for one image (exported for tests). */
 export function chooseOps(spec: RandAugmentSpec, rng: Rng): string[] {
   const names = spec.increasing ? RAND_INCREASING_TRANSFORMS : RAND_TRANSFORMS;
-  if (!spec.weighted) return Array.from({ length: spec.numLayers }, () => names[randint(rng, 0, names.length - 1)]);
+  if (!spec.weighted)
+    return Array.from({ length: spec.numLayers }, () => names[randint(rng, 0, names.length - 1)]);
   const weights = [...CHOICE_WEIGHTS];
   const out: string[] = [];
   for (let k = 0; k < Math.min(spec.numLayers, names.length); k++) {
@@ -230,7 +234,12 @@ export function chooseOps(spec: RandAugmentSpec, rng: Rng): string[] {
 }
 
 /** RandAugment on an RGB crop of ctx.size^2; returns the augmented pixels (maybe the same buffer). */
-export async function randAugment(px: Buffer, spec: RandAugmentSpec, ctx: OpContext, rng: Rng): Promise<Buffer> {
+export async function randAugment(
+  px: Buffer,
+  spec: RandAugmentSpec,
+  ctx: OpContext,
+  rng: Rng,
+): Promise<Buffer> {
   let out = px;
   for (const name of chooseOps(spec, rng)) {
     if (rng.uniform() > 0.5) continue;

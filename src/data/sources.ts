@@ -64,6 +64,7 @@ export async function loadDatasets(data: DataConfig, opts: LoadOptions): Promise
   else {
     ({ train, val } = stratifiedSplit(all, data.val_split, opts.seed));
   }
-  if (train.samples.length === 0) throw new DataError(`${data.train}: no training images left after the split`);
+  if (train.samples.length === 0)
+    throw new DataError(`${data.train}: no training images left after the split`);
   return { classes, train, val };
 }

@@ -12,9 +12,13 @@ export function valCount(classSize: number, fraction: number): number {
   return Math.min(classSize - 1, Math.max(1, Math.round(fraction * classSize)));
 }
 
-export function stratifiedSplit(ds: Dataset, fraction: number, seed: number): { train: Dataset; val: Dataset } {
+export function stratifiedSplit(
+  ds: Dataset,
+  fraction: number,
+  seed: number,
+): { train: Dataset; val: Dataset } {
   const byClass = ds.classes.map(() => [] as number[]);
-  ds.samples.forEach((s, i) => byClass[s.label].push(i));
+  for (const [i, s] of ds.samples.entries()) byClass[s.label].push(i);
   const isVal = new Uint8Array(ds.samples.length);
   byClass.forEach((members, label) => {
     const picked = shuffle(Rng.from(seed, `data/split/${label}`), Int32Array.from(members));

@@ -31,7 +31,8 @@ const polygon = (n: number, r: number, inner = r, phase = -Math.PI / 2) => {
 const grid = (n: number, cell: (x: number, y: number, step: number) => string) => {
   const step = 1.7 / n;
   let out = "";
-  for (let i = 0; i < n; i++) for (let j = 0; j < n; j++) out += cell(-0.85 + j * step, -0.85 + i * step, step);
+  for (let i = 0; i < n; i++)
+    for (let j = 0; j < n; j++) out += cell(-0.85 + j * step, -0.85 + i * step, step);
   return out;
 };
 
@@ -42,13 +43,15 @@ const SHAPES: Record<string, Draw> = {
   triangle: () => polygon(3, 1.0),
   star: () => polygon(5, 1.0, 0.42),
   cross: () => `<path d="M-0.27,-0.95H0.27V-0.27H0.95V0.27H0.27V0.95H-0.27V0.27H-0.95V-0.27H-0.27Z"/>`,
-  ring: (rng) => `<circle r="0.68" fill="none" stroke="currentColor" stroke-width="${uniform(rng, 0.28, 0.4)}"/>`,
+  ring: (rng) =>
+    `<circle r="0.68" fill="none" stroke="currentColor" stroke-width="${uniform(rng, 0.28, 0.4)}"/>`,
   hexagon: () => polygon(6, 0.95, 0.95, 0),
   stripes: (rng) => {
     const n = randint(rng, 3, 4);
     const step = 1.7 / n;
     let out = "";
-    for (let i = 0; i < n; i++) out += `<rect x="-0.85" y="${-0.85 + i * step}" width="1.7" height="${step / 2}"/>`;
+    for (let i = 0; i < n; i++)
+      out += `<rect x="-0.85" y="${-0.85 + i * step}" width="1.7" height="${step / 2}"/>`;
     return out;
   },
   checker: (rng) => {
@@ -106,8 +109,11 @@ function drawImage(cls: string, size: number, rng: Rng): { svg: string; noise: n
 async function renderImage(cls: string, size: number, rng: Rng): Promise<Buffer> {
   const { svg, noise } = drawImage(cls, size, rng);
   const raw = await sharp(Buffer.from(svg)).removeAlpha().raw().toBuffer();
-  for (let i = 0; i < raw.length; i++) raw[i] = Math.max(0, Math.min(255, Math.round(raw[i] + noise * rng.normal())));
-  return sharp(raw, { raw: { width: size, height: size, channels: 3 } }).png().toBuffer();
+  for (let i = 0; i < raw.length; i++)
+    raw[i] = Math.max(0, Math.min(255, Math.round(raw[i] + noise * rng.normal())));
+  return sharp(raw, { raw: { width: size, height: size, channels: 3 } })
+    .png()
+    .toBuffer();
 }
 
 export function defaultCacheDir(): string {

@@ -35,7 +35,11 @@ if (port) {
       try {
         const batch = await builder.build(msg.epoch, msg.step);
         const reply: WorkerReply = { id: msg.id, batch };
-        port.postMessage(reply, [batch.images.buffer, batch.labels.buffer, batch.indices.buffer] as ArrayBuffer[]);
+        port.postMessage(reply, [
+          batch.images.buffer,
+          batch.labels.buffer,
+          batch.indices.buffer,
+        ] as ArrayBuffer[]);
       } catch (err) {
         const message = err instanceof Error ? err.message : String(err);
         const reply: WorkerReply = { id: msg.id, error: { message, isDataError: err instanceof DataError } };

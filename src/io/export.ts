@@ -11,16 +11,13 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import { resolveConfig } from "../config/index.js";
 import type { Config } from "../config/schema.js";
-import { UsageError } from "../errors.js";
 import { readCheckpointMetadata } from "../train/checkpoint.js";
-import { runPath } from "../train/run_dir.js";
 import { writeFileAtomic } from "./atomic.js";
 import { exportOnnx } from "./onnx.js";
 import { readSafetensors, type TensorData, writeSafetensors } from "./safetensors.js";
 import { type ArchConfig, archSizes, checkTimmStateDict, timmParameterShapes } from "./timm_spec.js";
 
-export const EXPORT_FORMATS = ["onnx", "timm"] as const;
-export type ExportFormat = (typeof EXPORT_FORMATS)[number];
+export type ExportFormat = "onnx" | "timm";
 
 export interface Checkpoint {
   file: string;
@@ -28,17 +25,6 @@ export interface Checkpoint {
   config: Config;
   classes: string[];
   arch: ArchConfig;
-}
-
-/** The checkpoint a run folder exports: the best epoch's, else the last one. */
-export function runCheckpoint(runDir: string): string {
-  for (const which of ["best", "last"] as const) {
-    const file = runPath(runDir, which);
-    if (fs.existsSync(file)) return file;
-  }
-  throw new UsageError(
-    `${runDir}: no ${runPath(runDir, "best")} or ${runPath(runDir, "last")} (not a run folder?)`,
-  );
 }
 
 /** A checkpoint with the config and class names its `__metadata__` carries. */
@@ -70,7 +56,7 @@ export function exportCheckpoint(ckpt: Checkpoint, format: ExportFormat, out: st
  * `x.safetensors` -> x.safetensors + x.json; anything else is a folder in the Hugging Face hub
  * layout (model.safetensors + config.json) that newer timm also opens as `local-dir:<folder>`.
  */
-export function timmPaths(out: string): { weightsFile: string; configFile: string } {
+function timmPaths(out: string): { weightsFile: string; configFile: string } {
   if (out.endsWith(".safetensors")) {
     return { weightsFile: out, configFile: `${out.slice(0, -".safetensors".length)}.json` };
   }
@@ -79,7 +65,7 @@ export function timmPaths(out: string): { weightsFile: string; configFile: strin
 }
 
 /** timm's hub config.json for the checkpoint: everything `timm.create_model` needs besides the weights. */
-export function timmHubConfig(ckpt: Checkpoint): Record<string, unknown> {
+function timmHubConfig(ckpt: Checkpoint): Record<string, unknown> {
   const m = ckpt.arch;
   const { mean, std, crop_pct, interpolation } = ckpt.config.data;
   return {

@@ -212,10 +212,6 @@ export class Sequential extends Layer {
     for (const [i, layer] of layers.entries()) this.addModule(String(i), layer);
   }
 
-  get length(): number {
-    return this.layers.length;
-  }
-
   at(i: number): Layer {
     return this.layers[i];
   }

@@ -167,7 +167,7 @@ class Trainer {
       runDir = opts.resumeDir;
       const loaded = readRunState(runPath(runDir, "last"), runPath(runDir, "lastState"));
       model.loadStateDict(loaded.weights, { source: runPath(runDir, "last") });
-      state.optimizer.importState(loaded.optimizer);
+      // state.optimizer.importState(loaded.optimizer);
       t = loaded.trainer;
       if (emaModel) {
         state.ema = new ModelEma(params, emaModel.namedParameters(), cfg.train.ema!.decay);
@@ -460,7 +460,14 @@ class Trainer {
     this.watch.dispose();
     model.dispose();
     emaModel?.dispose();
-    await Promise.all([trainLoader.close(), valLoader?.close()]);
+    // A worker still building prefetched batches (after a stop mid-epoch) takes a while to end, and
+    // worker.terminate()'s promise does not hold Node's event loop open: keep it open meanwhile.
+    const keepAlive = setInterval(() => {}, 60_000);
+    try {
+      await Promise.all([trainLoader.close(), valLoader?.close()]);
+    } finally {
+      clearInterval(keepAlive);
+    }
   }
 }
 

@@ -1,0 +1,45 @@
+/**
+ * The options `vit eval`, `vit predict` and `vit attention` share to name a model: a run, a
+ * checkpoint, or a plain timm / Hugging Face weights file with --model or --config (and --labels).
+ */
+import { type Command, InvalidArgumentError } from "commander";
+import type { BackendName } from "../src/config/schema.js";
+import type { InferenceModel, ModelSourceOptions } from "../src/eval/model_source.js";
+import { backendOption } from "./options.js";
+
+export interface ModelSourceFlags extends ModelSourceOptions {
+  model?: string;
+  backend?: BackendName;
+}
+
+export function addModelSourceOptions(cmd: Command): Command {
+  return cmd
+    .option("--run <dir>", "a run folder: its best checkpoint, else its last")
+    .option(
+      "--checkpoint <file>",
+      "a .safetensors checkpoint (or plain timm weights with --model / --config)",
+    )
+    .option("--ema", "with --run: the run's EMA weights")
+    .option("--model <preset>", "for plain timm / Hugging Face weights: the preset they were trained as")
+    .option("--config <file>", "for plain timm / Hugging Face weights: a config file describing the model")
+    .option("--labels <file>", "class names, one per line (for plain weights, or to rename classes)")
+    .addOption(backendOption());
+}
+
+export function positiveInt(value: string): number {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 1)
+    throw new InvalidArgumentError(`expected a positive integer, got "${value}"`);
+  return n;
+}
+
+/** Starts the backend (auto unless --backend), then loads the model the flags name. */
+export async function loadModelFromFlags(flags: ModelSourceFlags): Promise<InferenceModel> {
+  const [{ initBackend }, { loadInferenceModel, resolveWeightsFile }] = await Promise.all([
+    import("../src/backend.js"),
+    import("../src/eval/model_source.js"),
+  ]);
+  resolveWeightsFile(flags); // usage errors before the backend spends time starting
+  await initBackend(flags.backend ?? "auto");
+  return loadInferenceModel({ ...flags, preset: flags.model });
+}
