@@ -31,8 +31,7 @@ export function openEvalData(source: string, classes: readonly string[]): EvalDa
   if (unknown.length > 0) {
     throw new DataError(
       `${source}: class names differ from the model's: unknown ${listNames(unknown)}` +
-        (missing.length > 0 ? `; missing ${listNames(missing)}` : "") +
-        ` (the model knows ${listNames(classes)})`,
+        (missing.length > 0 ? `; missing ${listNames(missing)}` : ""),
     );
   }
   return { dataset: openDataset(source, { classes }), missing };

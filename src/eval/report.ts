@@ -132,13 +132,12 @@ export function confusionTable(classes: string[], cm: number[][]): string {
 
 export function confusedPairsText(classes: string[], pairs: ConfusedPair[]): string {
   if (pairs.length === 0) return "no confusions";
-  return alignTable(
-    pairs.map((p) => [
-      `${classes[p.true]} -> ${classes[p.pred]}`,
-      String(p.count),
-      `(${(p.fraction * 100).toFixed(1)}% of ${classes[p.true]})`,
-    ]),
-  );
+  const table = alignTable(
+    pairs.map((p) => [`${classes[p.true]} -> ${classes[p.pred]}`, String(p.count)]),
+  ).split("\n");
+  return table
+    .map((line, i) => `${line}  (${(pairs[i].fraction * 100).toFixed(1)}% of ${classes[pairs[i].true]})`)
+    .join("\n");
 }
 
 export function formatEvalText(r: EvalResult, confusedLimit = 10): string {

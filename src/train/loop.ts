@@ -167,7 +167,7 @@ class Trainer {
       runDir = opts.resumeDir;
       const loaded = readRunState(runPath(runDir, "last"), runPath(runDir, "lastState"));
       model.loadStateDict(loaded.weights, { source: runPath(runDir, "last") });
-      // state.optimizer.importState(loaded.optimizer);
+      state.optimizer.importState(loaded.optimizer);
       t = loaded.trainer;
       if (emaModel) {
         state.ema = new ModelEma(params, emaModel.namedParameters(), cfg.train.ema!.decay);
