@@ -16,6 +16,7 @@ const program = createProgram();
 (await import("./commands/predict.js")).register(program);
 (await import("./commands/attention.js")).register(program);
 (await import("./commands/export.js")).register(program);
+(await import("./commands/import.js")).register(program);
 (await import("./commands/models.js")).register(program);
 (await import("./commands/config.js")).register(program);
 (await import("./commands/info.js")).register(program);

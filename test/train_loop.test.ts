@@ -85,7 +85,7 @@ function metricsOf(dir: string): unknown[] {
     .trim()
     .split("\n")
     .map((l) => {
-      const { img_per_s, val_time_s, ...rest } = JSON.parse(l);
+      const { img_per_s, train_time_s, val_time_s, ...rest } = JSON.parse(l);
       return rest;
     });
 }

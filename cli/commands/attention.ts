@@ -35,7 +35,7 @@ export function register(program: Command): void {
           figureOf(
             e,
             `${path.basename(image)}: ${p.label} ${(p.prob * 100).toFixed(1)}%`,
-            `${im.weightsFile} (${arch}); each map scaled to its own min..max`,
+            `${im.weightsFile} (${arch})`,
           ),
         );
         process.stdout.write(`${flags.out}\n`);

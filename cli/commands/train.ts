@@ -44,8 +44,9 @@ export function register(program: Command): void {
       const onSignal = (signal: NodeJS.Signals) => {
         if (stop.signal.aborted) process.exit(130);
         stop.abort();
+        const newline = process.stderr.isTTY ? "\n" : ""; // off the progress bar's line
         process.stderr.write(
-          `\n${signal}: stopping after this step and saving (Ctrl-C again to quit without saving)\n`,
+          `${newline}${signal}: stopping after this step and saving (Ctrl-C again to quit without saving)\n`,
         );
       };
       process.on("SIGINT", onSignal);

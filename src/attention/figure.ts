@@ -152,8 +152,10 @@ export async function attentionFigureSvg(fig: AttentionFigure, panel = 224): Pro
       png: await encodePng(overlayHeatmap(base, scaled(h), fig.grid)),
     })),
   );
-  const body: string[] = [text(16, 24, fig.title, { size: 16, weight: "bold" })];
-  if (fig.subtitle) body.push(text(16, 46, fig.subtitle, { size: 12, fill: "#444444" }));
+  // Titles are cut to the figure's width (a long checkpoint path would run off the edge).
+  const fits = (size: number) => Math.floor((layout.width - 32) / (size * 0.62));
+  const body: string[] = [text(16, 24, truncate(fig.title, fits(16)), { size: 16, weight: "bold" })];
+  if (fig.subtitle) body.push(text(16, 46, truncate(fig.subtitle, fits(12)), { size: 12, fill: "#444444" }));
   const place = (p: { label: string; png: Buffer }, row: number, col: number) => {
     const x = 16 + col * (panel + gap);
     const y = 64 + row * (panel + caption + gap);

@@ -9,6 +9,7 @@
  * position (epoch, step) for a resumed run to repeat the uninterrupted one bit for bit.
  */
 import * as fs from "node:fs";
+import { setImmediate } from "node:timers/promises";
 import * as tf from "@tensorflow/tfjs";
 import { type Config, resolveConfig, stringifyConfig } from "../config/index.js";
 import { type Batch, DataLoader, type EpochRun } from "../data/loader.js";
@@ -19,6 +20,7 @@ import { InterruptedError, UsageError, VitError } from "../errors.js";
 import { addBatch, emptyTally, type Summary, summarize } from "../eval/metrics.js";
 import { writeFileAtomic } from "../io/atomic.js";
 import { readSafetensorsHeader } from "../io/safetensors.js";
+import { loadPretrained, type PretrainedReport } from "../model/pretrained.js";
 import { createModel, type VisionTransformer } from "../model/vision_transformer.js";
 import {
   readCheckpointMetadata,
@@ -29,8 +31,9 @@ import {
 } from "./checkpoint.js";
 import { writeCurves } from "./curves.js";
 import { NonFiniteWatch, RunningMeans } from "./device_stats.js";
+import { trainingCriterion } from "./distill.js";
 import { ModelEma } from "./ema.js";
-import { type Criterion, classificationCriterion, classLogits } from "./losses.js";
+import { classLogits } from "./losses.js";
 import { createOptimizer } from "./optimizer.js";
 import { formatSummary, Progress, type StepStatus } from "./progress.js";
 import { createRunDir, MetricsLog, type MetricsRecord, runPath } from "./run_dir.js";
@@ -68,14 +71,6 @@ export function loadRunConfig(runDir: string, set: readonly string[] = []): Conf
   return resolveConfig(config, { source: file, set });
 }
 
-/**
- * The loss the step minimises. The seam for DeiT distillation (issue 6): wrap the base
- * criterion with one that also scores `distLogits` against a teacher run on `images`.
- */
-async function buildCriterion(cfg: Config): Promise<Criterion> {
-  return classificationCriterion(cfg.train.label_smoothing);
-}
-
 export async function train(opts: TrainOptions): Promise<TrainResult> {
   const trainer = await Trainer.create(opts);
   try {
@@ -83,6 +78,12 @@ export async function train(opts: TrainOptions): Promise<TrainResult> {
   } finally {
     await trainer.dispose();
   }
+}
+
+interface EpochTrained {
+  run: EpochRun;
+  seconds: number;
+  images: number;
 }
 
 interface Parts {
@@ -98,6 +99,8 @@ interface Parts {
   runDir: string;
   metrics: MetricsLog;
   progress: Progress;
+  /** What model.pretrained loaded, for the summary (null when not set or resuming). */
+  pretrained: PretrainedReport | null;
 }
 
 class Trainer {
@@ -134,11 +137,13 @@ class Trainer {
     const model = createModel(modelCfg, { seed });
     const params = model.namedParameters();
     const emaModel = cfg.train.ema ? createModel(modelCfg, { seed }) : null;
+    const { criterion, teacher } = await trainingCriterion(cfg, data.classes);
     const state: TrainState = {
       model,
       params,
       optimizer: createOptimizer(params, cfg.train.optimizer, model.noWeightDecay()),
-      criterion: await buildCriterion(cfg),
+      criterion,
+      teacher,
       schedule: makeSchedule({
         schedule: cfg.train.schedule,
         baseLr: cfg.train.optimizer.lr,
@@ -153,6 +158,8 @@ class Trainer {
       accumSteps,
     };
 
+    const progress = opts.progress ?? new Progress();
+    let pretrained: PretrainedReport | null = null;
     let runDir: string;
     let t: TrainerState = {
       epoch: 0,
@@ -177,6 +184,9 @@ class Trainer {
     } else {
       runDir = createRunDir(cfg.output.dir, cfg.name);
       writeFileAtomic(runPath(runDir, "config"), stringifyConfig(cfg));
+      if (cfg.model.pretrained) {
+        pretrained = loadPretrained(model, cfg.model.pretrained, { log: (line) => progress.print(line) });
+      }
       if (emaModel) state.ema = new ModelEma(params, emaModel.namedParameters(), cfg.train.ema!.decay);
     }
     const metrics = new MetricsLog(runPath(runDir, "metrics"));
@@ -197,7 +207,8 @@ class Trainer {
         stepsPerEpoch,
         runDir,
         metrics,
-        progress: opts.progress ?? new Progress(),
+        progress,
+        pretrained,
       },
       t,
     );
@@ -241,24 +252,41 @@ class Trainer {
       ],
       [
         "optimizer",
-        `${opt.name} lr ${opt.lr} wd ${opt.weight_decay}; ${sched.name} schedule, ${sched.warmup_epochs} warmup epoch(s) from ${sched.warmup_lr}`,
+        `${opt.name} lr ${opt.lr} wd ${opt.weight_decay}; ${sched.name} schedule, ${sched.warmup_epochs} warmup epoch(s) from lr ${sched.warmup_lr}`,
       ],
     ];
+    const pre = this.p.pretrained;
+    if (pre) {
+      const notes = [
+        pre.format,
+        pre.resampledFrom && `pos_embed resampled from ${pre.resampledFrom.join("x")}`,
+        pre.reinitialized.length > 0 && `new ${pre.reinitialized.join(", ")} for ${classes.length} classes`,
+      ].filter(Boolean);
+      rows.push(["pretrained", `${m.pretrained} (${notes.join("; ")})`]);
+    }
+    const d = cfg.distill;
+    if (state.teacher && d) {
+      rows.push([
+        "distill",
+        `${d.type}, alpha ${d.alpha}, tau ${d.tau}; teacher ${state.teacher.description}`,
+      ]);
+    }
     if (this.opts.resumeDir) rows.push(["resuming", `from ${this.position()} (step ${this.t.step})`]);
     this.p.progress.print(`vit train\n${formatSummary(rows)}`);
   }
 
   async run(): Promise<TrainResult> {
     for (let epoch = this.t.epoch; epoch < this.p.cfg.train.epochs; epoch++) {
-      const run = await this.trainEpoch(epoch);
-      await this.endEpoch(epoch, run);
+      const trained = await this.trainEpoch(epoch);
+      await this.endEpoch(epoch, trained);
       this.opts.onEpochEnd?.(epoch);
       if (this.opts.signal?.aborted) this.interrupted();
     }
     return { runDir: this.p.runDir, val: this.lastVal, bestTop1: this.t.bestTop1 };
   }
 
-  private async trainEpoch(epoch: number): Promise<EpochRun> {
+  /** Trains the rest of epoch `epoch`; returns the loader's pass and the images/s it ran at. */
+  private async trainEpoch(epoch: number): Promise<EpochTrained> {
     const { cfg, state, stepsPerEpoch, trainLoader, progress } = this.p;
     const { t } = this;
     const accum = cfg.train.accum_steps;
@@ -320,13 +348,16 @@ class Trainer {
       progress.status(status);
       disposeStepResult(r);
       this.opts.onStep?.(t.step);
+      // A step is synchronous work: yield to the event loop so worker replies (prefetch) and
+      // signal handlers (a stop request) are served between steps, not only when data runs dry.
+      await setImmediate();
       if (this.opts.signal?.aborted) {
         this.checkFinite(epoch);
         this.saveLast();
         this.interrupted();
       }
     }
-    return run;
+    return { run, seconds: (performance.now() - started) / 1000, images: epochImages };
   }
 
   /** A loader batch as the step takes it, mixed (in place) when mixup / cutmix is on. */
@@ -338,7 +369,7 @@ class Trainer {
     return { images: batch.images, labels: batch.labels, size: batch.size, targets };
   }
 
-  private async endEpoch(epoch: number, run: EpochRun): Promise<void> {
+  private async endEpoch(epoch: number, { run, seconds, images }: EpochTrained): Promise<void> {
     const { cfg, model, emaModel, valLoader, runDir, metrics, classes } = this.p;
     const { t } = this;
     this.checkFinite(epoch);
@@ -361,6 +392,8 @@ class Trainer {
       "train/loss": train.loss ?? null,
       lr: this.p.state.schedule(t.step - 1),
       bad_images: run.badImages,
+      train_time_s: round(seconds, 2),
+      img_per_s: round(images / seconds, 1),
       val_time_s: round((performance.now() - started) / 1000, 2),
     };
     for (const [k, v] of Object.entries(train)) if (k !== "loss") record[`train/${k}`] = v;
@@ -460,6 +493,7 @@ class Trainer {
     this.watch.dispose();
     model.dispose();
     emaModel?.dispose();
+    state.teacher?.dispose();
     // A worker still building prefetched batches (after a stop mid-epoch) takes a while to end, and
     // worker.terminate()'s promise does not hold Node's event loop open: keep it open meanwhile.
     const keepAlive = setInterval(() => {}, 60_000);

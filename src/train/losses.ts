@@ -29,13 +29,15 @@ export function softTargetCrossEntropy(logits: tf.Tensor2D, targets: tf.Tensor2D
 }
 
 export interface CriterionInput {
-  /** The batch exactly as the model saw it (after mixup / cutmix), for a teacher to see too. */
+  /** The batch exactly as the model saw it (after mixup / cutmix). */
   images: tf.Tensor4D;
   output: ModelOutput;
   /** Hard labels [B]. */
   labels: tf.Tensor1D;
   /** Soft targets [B, K] from mixup / cutmix (smoothing already folded in), or null. */
   targets: tf.Tensor2D | null;
+  /** A distillation teacher's logits [B, K] for `images`, computed before the gradient tape (src/train/distill.ts). */
+  teacherLogits?: tf.Tensor2D | null;
 }
 
 /** `loss` is what gets minimised; `terms` are extra scalars logged by name (e.g. a distillation term). */

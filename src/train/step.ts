@@ -10,6 +10,7 @@ import { addGrads, clipByGlobalNorm } from "./grads.js";
 import type { Criterion } from "./losses.js";
 import type { GradMap, NamedVariable, Optimizer } from "./optimizer.js";
 import type { LrSchedule } from "./schedule.js";
+import type { Teacher } from "./teacher.js";
 
 /** The part of VisionTransformer the step needs. */
 export interface TrainableModel {
@@ -32,6 +33,8 @@ export interface TrainState {
   params: NamedVariable[];
   optimizer: Optimizer;
   criterion: Criterion;
+  /** A distillation teacher, run on each micro-batch before the gradient tape starts. */
+  teacher?: Teacher | null;
   schedule: LrSchedule;
   clipGradNorm: number | null;
   ema: ModelEma | null;
@@ -71,8 +74,10 @@ export function computeGradients(state: TrainState, batches: readonly MicroBatch
   batches.forEach((batch, i) => {
     const weight = batch.size / total;
     const kept: Record<string, tf.Scalar> = {};
+    const images = tf.tensor4d(batch.images, [batch.size, h, w, c]);
+    // Outside variableGrads: no gradient can reach the teacher and the tape keeps none of its activations.
+    const teacherLogits = state.teacher?.logits(images) ?? null;
     const result = tf.variableGrads(() => {
-      const images = tf.tensor4d(batch.images, [batch.size, h, w, c]);
       const labels = tf.tensor1d(batch.labels, "int32");
       const targets = batch.targets ? tf.tensor2d(batch.targets, [batch.size, state.numClasses]) : null;
       // Dropout and drop-path draws depend only on (seed, step, micro-batch): a resumed run repeats them.
@@ -80,11 +85,13 @@ export function computeGradients(state: TrainState, batches: readonly MicroBatch
         training: true,
         seed: state.seed + step * state.accumSteps + i,
       });
-      const r = state.criterion({ images, output, labels, targets });
+      const r = state.criterion({ images, output, labels, targets, teacherLogits });
       // Extra terms are not the gradient's target; keep them past variableGrads' internal tidy.
       for (const [k, t] of Object.entries(r.terms ?? {})) kept[k] = tf.keep(tf.mul(t, weight));
       return tf.mul(r.loss, weight) as tf.Scalar;
     }, vars);
+    images.dispose();
+    teacherLogits?.dispose();
     const named: GradMap = new Map();
     for (const [vname, g] of Object.entries(result.grads)) named.set(paramName.get(vname)!, g);
     grads = addGrads(grads, named);
