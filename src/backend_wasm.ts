@@ -51,7 +51,7 @@ export async function initWasm({ threads }: WasmOptions): Promise<number> {
             failure = err;
             throw err;
           });
-  tf.removeBackend("wasm");
+  if (tf.engine().registryFactory.wasm) tf.removeBackend("wasm");
   tf.registerBackend("wasm", factory, WASM_PRIORITY);
   registerViewSlices();
   const added = newProcessListeners();
