@@ -9,6 +9,7 @@ import * as path from "node:path";
 import { test } from "node:test";
 import * as tf from "@tensorflow/tfjs";
 import sharp from "sharp";
+import { loadConfig } from "../src/config/index.js";
 import { ConfigSchema } from "../src/config/schema.js";
 import { readRunState, type TrainerState, writeTrainerState, writeWeights } from "../src/train/checkpoint.js";
 import { curvesSvg, niceTicks, writeCurves } from "../src/train/curves.js";
@@ -202,4 +203,53 @@ test("progress: plain lines without a TTY, a redrawn bar with one", () => {
   );
   assert.deepEqual(tty.chunks.slice(1), ["\n", "done\n"]);
   assert.equal(formatDuration(3725), "1:02:05");
+});
+
+test("every config in configs/ resolves, and each says in its header how to run it", () => {
+  const files = fs.readdirSync("configs").filter((f) => f.endsWith(".yaml"));
+  for (const f of [
+    "quickstart.yaml",
+    "deit_tiny_patch16_224.yaml",
+    "vit_small_finetune.yaml",
+    "vit_micro_gray28.yaml",
+  ]) {
+    assert.ok(files.includes(f), `configs/${f} is missing`);
+  }
+  for (const f of files) {
+    const file = path.join("configs", f);
+    const cfg = loadConfig(file);
+    assert.match(
+      fs.readFileSync(file, "utf8"),
+      new RegExp(`^#[^]*npx vit train --config configs/${f}`),
+      file,
+    );
+    assert.equal(cfg.data.mean.length, cfg.model.in_chans, file);
+  }
+  const deit = loadConfig("configs/deit_tiny_patch16_224.yaml");
+  const effectiveBatch = deit.train.batch_size * deit.train.accum_steps;
+  assert.equal(deit.train.optimizer.lr, (5e-4 * effectiveBatch) / 512, "DeiT's lr = 5e-4 * batch / 512");
+  assert.deepEqual(
+    [
+      deit.train.optimizer.weight_decay,
+      deit.train.schedule.warmup_epochs,
+      deit.train.schedule.min_lr,
+      deit.train.label_smoothing,
+    ],
+    [0.05, 5, 1e-5, 0.1],
+  );
+  assert.deepEqual(
+    [
+      deit.data.aug.mixup,
+      deit.data.aug.cutmix,
+      deit.data.aug.rand_augment,
+      deit.data.aug.random_erasing,
+      deit.model.drop_path_rate,
+    ],
+    [0.8, 1.0, "rand-m9-mstd0.5", 0.25, 0.1],
+  );
+  assert.equal(loadConfig("configs/vit_micro_gray28.yaml").model.in_chans, 1);
+  assert.match(
+    fs.readFileSync("configs/quickstart.yaml", "utf8"),
+    /^# Measured: .*\d+(\.\d+)?% val top-1 .* in \d+ min/m,
+  );
 });

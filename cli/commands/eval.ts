@@ -51,6 +51,11 @@ export function register(program: Command): void {
         import("../../src/eval/report.js"),
         import("../../src/eval/confusion_plot.js"),
       ]);
+      if (!flags.data && (flags.model || flags.config)) {
+        throw new UsageError(
+          "plain weights come without a run to take validation data from: give --data DIR|CSV",
+        );
+      }
       const im = await loadModelFromFlags(flags);
       try {
         const { config, classes } = im;

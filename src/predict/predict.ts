@@ -55,8 +55,7 @@ export async function* predictFiles(
       const values = logits.dataSync() as Float32Array;
       const k = logits.shape[1];
       logits.dispose();
-      const row = new Map<number, number>();
-      batch.indices.forEach((index, i) => row.set(index, i));
+      const row = new Map(Array.from(batch.indices, (index, i) => [index, i]));
       // Eval batches cover consecutive files; a file missing from the batch was a bad image.
       const first = batch.step * opts.batchSize;
       for (let index = first; index < Math.min(files.length, first + opts.batchSize); index++) {
