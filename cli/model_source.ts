@@ -2,14 +2,15 @@
  * The options `vit eval`, `vit predict` and `vit attention` share to name a model: a run, a
  * checkpoint, or a plain timm / Hugging Face weights file with --model or --config (and --labels).
  */
-import { type Command, InvalidArgumentError } from "commander";
+import type { Command } from "commander";
 import type { BackendName } from "../src/config/schema.js";
 import type { InferenceModel, ModelSourceOptions } from "../src/eval/model_source.js";
-import { backendOption } from "./options.js";
+import { backendOption, threadsOption } from "./options.js";
 
 export interface ModelSourceFlags extends ModelSourceOptions {
   model?: string;
   backend?: BackendName;
+  threads?: number;
 }
 
 export function addModelSourceOptions(cmd: Command): Command {
@@ -23,15 +24,11 @@ export function addModelSourceOptions(cmd: Command): Command {
     .option("--model <preset>", "for plain timm / Hugging Face weights: the preset they were trained as")
     .option("--config <file>", "for plain timm / Hugging Face weights: a config file describing the model")
     .option("--labels <file>", "class names, one per line (for plain weights, or to rename classes)")
-    .addOption(backendOption());
+    .addOption(backendOption())
+    .addOption(threadsOption());
 }
 
-export function positiveInt(value: string): number {
-  const n = Number(value);
-  if (!Number.isInteger(n) || n < 1)
-    throw new InvalidArgumentError(`expected a positive integer, got "${value}"`);
-  return n;
-}
+export { positiveInt } from "./options.js";
 
 /** Starts the backend (auto unless --backend), then loads the model the flags name. */
 export async function loadModelFromFlags(flags: ModelSourceFlags): Promise<InferenceModel> {
@@ -40,6 +37,7 @@ export async function loadModelFromFlags(flags: ModelSourceFlags): Promise<Infer
     import("../src/eval/model_source.js"),
   ]);
   resolveWeightsFile(flags); // usage errors before the backend spends time starting
-  await initBackend(flags.backend ?? "auto");
+  const backend = await initBackend(flags.backend ?? "auto", { threads: flags.threads });
+  if (backend.note) process.stderr.write(`note: ${backend.note}\n`);
   return loadInferenceModel({ ...flags, preset: flags.model });
 }

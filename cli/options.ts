@@ -1,5 +1,5 @@
 /** Options several sub-commands share, so they read and document the same everywhere. */
-import { Option } from "commander";
+import { InvalidArgumentError, Option } from "commander";
 import { backendNames } from "../src/config/schema.js";
 
 /** `--set key.path=value`, repeatable; values are YAML scalars or flow lists, validated like the file. */
@@ -14,4 +14,19 @@ export function setOption(): Option {
 export function backendOption(defaultValue?: (typeof backendNames)[number]): Option {
   const option = new Option("--backend <name>", "tfjs backend").choices(backendNames);
   return defaultValue ? option.default(defaultValue) : option;
+}
+
+/** commander parser for counts (`--topk`, `--threads`, ...). */
+export function positiveInt(value: string): number {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 1)
+    throw new InvalidArgumentError(`expected a positive integer, got "${value}"`);
+  return n;
+}
+
+/** `--threads N`; without it the config's runtime.threads applies (null: one per core). */
+export function threadsOption(): Option {
+  return new Option("--threads <n>", "wasm backend threads (default: runtime.threads)").argParser(
+    positiveInt,
+  );
 }

@@ -2,7 +2,9 @@
  * Picks the tfjs backend (DESIGN.md "Backends"). `auto` tries, in order, @tensorflow/tfjs-node-gpu
  * (CUDA), @tensorflow/tfjs-node (both register the backend "tensorflow"), wasm, cpu. The native
  * packages are optional and loaded by dynamic import, so nothing breaks when they are absent.
+ * wasm starts through src/backend_wasm.ts, on `threads` threads (config runtime.threads).
  */
+import os from "node:os";
 import * as tf from "@tensorflow/tfjs";
 import type { BackendName } from "./config/schema.js";
 import { UsageError, VitError } from "./errors.js";
@@ -20,6 +22,10 @@ export interface BackendChoice {
   package?: string;
   /** Backends tried before it, with why each was passed over, in the order tried. */
   skipped: { name: string; reason: string }[];
+  /** wasm: the threads its products run on. */
+  threads?: number;
+  /** wasm: why it runs on fewer threads than asked, when its multi-threaded build failed to start. */
+  note?: string;
 }
 
 /** How packages are loaded; tests pass a fake to make a backend look missing. */
@@ -31,7 +37,7 @@ export type Importer = (specifier: string) => Promise<unknown>;
  */
 export async function initBackend(
   name: BackendName,
-  opts: { importer?: Importer } = {},
+  opts: { importer?: Importer; threads?: number | null } = {},
 ): Promise<BackendChoice> {
   silenceTfjs();
   const importer = opts.importer ?? ((specifier: string) => import(specifier));
@@ -51,10 +57,10 @@ export async function initBackend(
     }
   }
   if (name === "auto" || name === "wasm") {
-    const reason = await tryBackend("wasm", WASM_PACKAGE, importer);
-    if (reason === undefined) return { name: "wasm", package: WASM_PACKAGE, skipped };
-    if (name === "wasm") throw new UsageError(`backend wasm is not available: ${reason}`);
-    skipped.push({ name: "wasm", reason });
+    const started = await tryWasm(importer, opts.threads ?? defaultThreads());
+    if (typeof started !== "string") return { name: "wasm", package: WASM_PACKAGE, skipped, ...started };
+    if (name === "wasm") throw new UsageError(`backend wasm is not available: ${started}`);
+    skipped.push({ name: "wasm", reason: started });
   }
   if (!(await tf.setBackend("cpu"))) throw new VitError("backend cpu failed to start");
   return { name: "cpu", skipped };
@@ -72,6 +78,51 @@ async function tryBackend(backend: string, pkg: string, importer: Importer): Pro
     return `${pkg} loaded but the ${backend} backend failed to start`;
   } catch (err) {
     return `${pkg} loaded but the ${backend} backend failed to start: ${firstLine(err)}`;
+  }
+}
+
+/** runtime.threads null: one thread per core. */
+export function defaultThreads(): number {
+  return os.availableParallelism();
+}
+
+/** `BackendChoice` with its thread count for the summary: "wasm (2 threads)". */
+export function describeBackend(choice: BackendChoice): string {
+  const threads =
+    choice.threads === undefined ? "" : ` (${choice.threads} thread${choice.threads > 1 ? "s" : ""})`;
+  return `${choice.name}${threads}`;
+}
+
+/**
+ * Starts wasm on `threads` threads, or on one with a note when the multi-threaded build fails
+ * (it is tfjs's, loaded in a way tfjs does not support in Node: see src/backend_wasm.ts).
+ * A string is why wasm cannot start at all.
+ */
+async function tryWasm(
+  importer: Importer,
+  threads: number,
+): Promise<Pick<BackendChoice, "threads" | "note"> | string> {
+  try {
+    await importer(WASM_PACKAGE);
+  } catch (err) {
+    return isMissing(err, WASM_PACKAGE)
+      ? `${WASM_PACKAGE} not installed`
+      : `${WASM_PACKAGE} failed to load: ${firstLine(err)}`;
+  }
+  // Imported only now: it imports the wasm package itself.
+  const { initWasm } = await import("./backend_wasm.js");
+  let note: string | undefined;
+  if (threads > 1) {
+    try {
+      return { threads: await initWasm({ threads }) };
+    } catch (err) {
+      note = `the multi-threaded wasm build failed to start (${firstLine(err)}); running on 1 thread`;
+    }
+  }
+  try {
+    return { threads: await initWasm({ threads: 1 }), ...(note ? { note } : {}) };
+  } catch (err) {
+    return `${WASM_PACKAGE} loaded but the wasm backend failed to start: ${firstLine(err)}`;
   }
 }
 

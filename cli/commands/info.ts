@@ -3,7 +3,7 @@ import os from "node:os";
 import type { Command } from "commander";
 import type { BackendName } from "../../src/config/schema.js";
 import { VERSION } from "../../src/version.js";
-import { backendOption } from "../options.js";
+import { backendOption, threadsOption } from "../options.js";
 
 export function register(program: Command): void {
   program
@@ -11,16 +11,17 @@ export function register(program: Command): void {
     .alias("doctor")
     .description("show the tfjs backend --backend auto picks, why others were skipped, and versions")
     .addOption(backendOption("auto"))
-    .action(async (opts: { backend: BackendName }) => {
-      process.stdout.write(await report(opts.backend));
+    .addOption(threadsOption())
+    .action(async (opts: { backend: BackendName; threads?: number }) => {
+      process.stdout.write(await report(opts.backend, opts.threads));
     });
 }
 
-async function report(requested: BackendName): Promise<string> {
+async function report(requested: BackendName, threads?: number): Promise<string> {
   // Loaded here, not at the top: tfjs takes a while to import and `vit --help` should not wait for it.
   const tf = await import("@tensorflow/tfjs");
   const backend = await import("../../src/backend.js");
-  const choice = await backend.initBackend(requested);
+  const choice = await backend.initBackend(requested, { threads });
   const rows: [string, string][] = [
     ["vit", VERSION],
     ["node", `${process.version} (${process.platform} ${process.arch}, ${os.availableParallelism()} cores)`],
@@ -33,8 +34,8 @@ async function report(requested: BackendName): Promise<string> {
   ];
   if (choice.name === "wasm") {
     const simd = await tf.env().getAsync("WASM_HAS_SIMD_SUPPORT");
-    const threads = await tf.env().getAsync("WASM_HAS_MULTITHREAD_SUPPORT");
-    rows.push(["wasm", `SIMD ${simd ? "yes" : "no"}, threads ${threads ? "yes" : "no"}`]);
+    rows.push(["wasm", `SIMD ${simd ? "yes" : "no"}, ${choice.threads} thread(s) (--threads)`]);
+    if (choice.note) rows.push(["", choice.note]);
   }
   if (choice.name === "tensorflow") {
     // tfjs-node's backend exposes its native binding; the version is the libtensorflow it loaded.

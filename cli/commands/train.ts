@@ -1,18 +1,19 @@
 /**
- * `vit train --config F [--set k=v ...] [--resume DIR] [--backend B]`: trains into runs/<name>/ and
+ * `vit train --config F [--set k=v ...] [--resume DIR] [--backend B] [--threads N]`: trains into runs/<name>/ and
  * prints that folder on stdout. The first Ctrl-C (or SIGTERM) finishes the step, saves and exits
  * 130 with the resume command; a second Ctrl-C quits at once.
  */
 import type { Command } from "commander";
 import type { BackendName } from "../../src/config/schema.js";
 import { UsageError } from "../../src/errors.js";
-import { backendOption, setOption } from "../options.js";
+import { backendOption, setOption, threadsOption } from "../options.js";
 
 interface TrainFlags {
   config?: string;
   set?: string[];
   resume?: string;
   backend?: BackendName;
+  threads?: number;
 }
 
 export function register(program: Command): void {
@@ -23,6 +24,7 @@ export function register(program: Command): void {
     .addOption(setOption())
     .option("--resume <dir>", "continue the run in this folder from its last checkpoint, with its own config")
     .addOption(backendOption())
+    .addOption(threadsOption())
     .action(async (flags: TrainFlags) => {
       if (!flags.config === !flags.resume) {
         throw new UsageError(
@@ -31,7 +33,7 @@ export function register(program: Command): void {
             : "train needs --config FILE (or --resume DIR)",
         );
       }
-      const [{ loadConfig }, { initBackend }, { loadRunConfig, train }] = await Promise.all([
+      const [{ loadConfig }, { describeBackend, initBackend }, { loadRunConfig, train }] = await Promise.all([
         import("../../src/config/index.js"),
         import("../../src/backend.js"),
         import("../../src/train/loop.js"),
@@ -39,7 +41,10 @@ export function register(program: Command): void {
       const config = flags.resume
         ? loadRunConfig(flags.resume, flags.set)
         : loadConfig(flags.config!, { set: flags.set });
-      const backend = await initBackend(flags.backend ?? config.runtime.backend);
+      const backend = await initBackend(flags.backend ?? config.runtime.backend, {
+        threads: flags.threads ?? config.runtime.threads,
+      });
+      if (backend.note) process.stderr.write(`note: ${backend.note}\n`);
       const stop = new AbortController();
       const onSignal = (signal: NodeJS.Signals) => {
         if (stop.signal.aborted) process.exit(130);
@@ -55,7 +60,7 @@ export function register(program: Command): void {
         const result = await train({
           config,
           resumeDir: flags.resume,
-          backend: backend.name,
+          backend: describeBackend(backend),
           signal: stop.signal,
         });
         process.stdout.write(`${result.runDir}\n`);

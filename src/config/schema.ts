@@ -125,6 +125,8 @@ export const backendNames = ["auto", "tensorflow", "wasm", "cpu"] as const;
 
 export const RuntimeConfigSchema = z.strictObject({
   backend: z.enum(backendNames).default("auto"),
+  /** wasm threads; null: one per core (os.availableParallelism()). */
+  threads: positiveInt.nullable().default(null),
 });
 
 export const OutputConfigSchema = z.strictObject({

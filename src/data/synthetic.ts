@@ -1,7 +1,7 @@
 /**
  * The built-in dataset (`data.train: synthetic`): ten classes of shapes and textures drawn as SVG
- * and rendered by sharp, with random colours, gradient backgrounds, size, position, rotation and
- * pixel noise. The class is the outline, never the colour, so a linear model on raw pixels does
+ * and rendered by sharp, light on a darker background, with random hues, gradient backgrounds, size,
+ * position, rotation and pixel noise. The class is the outline, never the colour, so a linear model on raw pixels does
  * poorly while a small ViT learns it in minutes. Generated once per (version, size, count, seed)
  * into the cache folder as an ImageFolder and reused after.
  */
@@ -13,7 +13,7 @@ import { Rng, streamKey } from "../model/random.js";
 import { randint, uniform } from "./random.js";
 
 /** Bump when the drawing changes, so stale caches are not reused. */
-const VERSION = 1;
+const VERSION = 2;
 
 type Draw = (rng: Rng) => string;
 
@@ -79,16 +79,23 @@ function hsv(h: number, s: number, v: number): [number, number, number] {
 
 const luma = ([r, g, b]: number[]) => 0.299 * r + 0.587 * g + 0.114 * b;
 const hex = (c: number[]) => `#${c.map((v) => v.toString(16).padStart(2, "0")).join("")}`;
-const randomColour = (rng: Rng) => hsv(uniform(rng, 0, 360), uniform(rng, 0, 1), uniform(rng, 0.1, 1));
+
+/** A random colour whose luma lies in [lo, hi]. */
+function colourIn(rng: Rng, lo: number, hi: number): [number, number, number] {
+  for (;;) {
+    const c = hsv(uniform(rng, 0, 360), uniform(rng, 0, 1), uniform(rng, 0.05, 1));
+    if (luma(c) >= lo && luma(c) <= hi) return c;
+  }
+}
 
 /** One image: the SVG text and the noise level, both drawn from `rng`. */
 function drawImage(cls: string, size: number, rng: Rng): { svg: string; noise: number } {
-  const bg1 = randomColour(rng);
-  const bg2 = rng.uniform() < 0.5 ? randomColour(rng) : bg1;
-  let fg = randomColour(rng);
-  // The outline must stay visible against the background: redraw colours that are too close.
-  while (Math.abs(luma(fg) - (luma(bg1) + luma(bg2)) / 2) < 60) fg = randomColour(rng);
-  const extent = uniform(rng, 0.42, 0.75) * size;
+  // Any hue, but the shape is always clearly lighter than its background: the outline is what a
+  // model must find, not which of two colours is the shape.
+  const bg1 = colourIn(rng, 0, 110);
+  const bg2 = rng.uniform() < 0.5 ? colourIn(rng, 0, 110) : bg1;
+  const fg = colourIn(rng, Math.max(luma(bg1), luma(bg2)) + 70, 255);
+  const extent = uniform(rng, 0.5, 0.8) * size;
   const slack = (size - extent) / 2;
   const cx = size / 2 + uniform(rng, -slack, slack);
   const cy = size / 2 + uniform(rng, -slack, slack);
@@ -102,7 +109,7 @@ function drawImage(cls: string, size: number, rng: Rng): { svg: string; noise: n
     `<rect width="${size}" height="${size}" fill="url(#bg)"/>` +
     `<g color="${hex(fg)}" fill="${hex(fg)}" transform="translate(${cx.toFixed(3)} ${cy.toFixed(3)}) ` +
     `rotate(${angle.toFixed(2)}) scale(${(extent / 2).toFixed(4)})">${body}</g></svg>`;
-  return { svg, noise: uniform(rng, 2, 14) };
+  return { svg, noise: uniform(rng, 2, 10) };
 }
 
 /** Render one image to PNG bytes: the SVG, then Gaussian pixel noise drawn from the same stream. */

@@ -1,0 +1,265 @@
+// Training and inference speed of three ViTs against the backend's own matMul speed:
+//
+//   npm run bench -- [--backend wasm] [--threads N] [--only REGEX] [--steps 3] [--warmup 2]
+//
+// Each model runs in its own child process, so its peak RSS is its own (the wasm heap never shrinks)
+// and one model's leftovers cannot slow the next. One JSON line per model on stdout, a summary table on
+// stderr. A training step is the real one (src/train/step.ts: forward, backward, AdamW, label-smoothed
+// cross-entropy, the config's default drop path); images are uploaded from host memory at every step,
+// as the loader's batches are.
+//
+// FLOPs count the matMuls only (modelStats: patch embedding, qkv, q k^T, attn v, proj, MLP, head),
+// 2 per multiply-accumulate; a training step is 3x the forward. "efficiency" divides the model's
+// achieved GFLOP/s by the backend's GFLOP/s on a 1024^3 product measured in the same process; that
+// product gets a new right operand at every repetition, as every product in training does (the wasm
+// backend packs and caches a right operand by tensor id, which `matmul_packed_gflops` shows).
+import { spawn } from "node:child_process";
+import os from "node:os";
+import { fileURLToPath } from "node:url";
+import { parseArgs } from "node:util";
+import * as tf from "@tensorflow/tfjs";
+import { describeBackend, initBackend } from "../src/backend.js";
+import {
+  type BackendName,
+  backendNames,
+  ModelConfigSchema,
+  OptimizerConfigSchema,
+} from "../src/config/schema.js";
+import { findPreset } from "../src/model/presets.js";
+import { Rng } from "../src/model/random.js";
+import { modelStats } from "../src/model/stats.js";
+import { createModel, type VitConfig } from "../src/model/vision_transformer.js";
+import { classificationCriterion } from "../src/train/losses.js";
+import { createOptimizer } from "../src/train/optimizer.js";
+import { disposeStepResult, type TrainState, trainStep } from "../src/train/step.js";
+
+interface BenchModel {
+  name: string;
+  batch: number;
+  model: Partial<VitConfig>;
+}
+
+// The issue's three models: timm's vit_tiny, a 32 px CIFAR-sized model, a 28 px greyscale one.
+const MODELS: BenchModel[] = [
+  { name: "vit_tiny_patch16_224", batch: 32, model: { num_classes: 1000 } },
+  { name: "vit_tiny_patch4_32", batch: 128, model: { num_classes: 10 } },
+  { name: "vit_micro_patch4_28_gray", batch: 256, model: { num_classes: 10 } },
+];
+
+const { values: args } = parseArgs({
+  options: {
+    backend: { type: "string", default: "wasm" },
+    threads: { type: "string" },
+    only: { type: "string" },
+    steps: { type: "string", default: "3" },
+    warmup: { type: "string", default: "2" },
+    child: { type: "string" },
+  },
+});
+if (!(backendNames as readonly string[]).includes(args.backend)) {
+  throw new Error(`--backend ${args.backend}: expected one of ${backendNames.join(", ")}`);
+}
+
+const round = (x: number, digits = 2) => Math.round(x * 10 ** digits) / 10 ** digits;
+const best = (times: number[]) => Math.min(...times);
+const median = (times: number[]) => [...times].sort((a, b) => a - b)[Math.floor(times.length / 2)];
+
+/** Wall time of each of `reps` calls after `warm` untimed ones; `fn` must finish its work (read a result). */
+function timeCalls(fn: () => void, warm: number, reps: number): number[] {
+  for (let i = 0; i < warm; i++) fn();
+  return Array.from({ length: reps }, () => {
+    const t0 = performance.now();
+    fn();
+    return performance.now() - t0;
+  });
+}
+
+/** GFLOP/s of a 1024^3 product: with a new right operand per call, and with the same one. */
+function matMulSpeed(): { fresh: number; packed: number } {
+  const n = 1024;
+  const reps = 5;
+  const a = tf.randomNormal([n, n], 0, 1, "float32", 1);
+  const b = tf.randomNormal([n, n], 0, 1, "float32", 2);
+  const copies = Array.from({ length: reps + 1 }, (_, i) => tf.add(b, i * 1e-3));
+  // Reading one element makes an asynchronous backend finish the product inside the timing.
+  const product = (right: () => tf.Tensor) => () =>
+    tf.tidy(() => tf.slice(tf.matMul(a, right()), [0, 0], [1, 1]).dataSync());
+  let i = 0;
+  const gflops = (times: number[]) => (2 * n ** 3) / best(times) / 1e6;
+  const fresh = gflops(
+    timeCalls(
+      product(() => copies[i++]),
+      1,
+      reps,
+    ),
+  );
+  const packed = gflops(
+    timeCalls(
+      product(() => b),
+      1,
+      reps,
+    ),
+  );
+  tf.dispose([a, b, ...copies]);
+  return { fresh, packed };
+}
+
+function randomBatch(size: number, [h, w, c]: [number, number, number], classes: number, seed: number) {
+  const rng = Rng.from(seed, "bench");
+  const images = new Float32Array(size * h * w * c);
+  for (let i = 0; i < images.length; i++) images[i] = rng.normal();
+  const labels = Int32Array.from({ length: size }, () => Math.floor(rng.uniform() * classes));
+  return { images, labels, size };
+}
+
+async function runChild(spec: BenchModel): Promise<void> {
+  const threads = args.threads === undefined ? null : Number(args.threads);
+  const choice = await initBackend(args.backend as BackendName, { threads });
+  const loadStart = os.loadavg()[0];
+  const preset = findPreset(spec.name)!;
+  const cfg = ModelConfigSchema.parse({ ...preset.model, ...spec.model }) as VitConfig;
+  const model = createModel(cfg, { seed: 0 });
+  const params = model.namedParameters();
+  const inputShape: [number, number, number] = [cfg.img_size, cfg.img_size, cfg.in_chans];
+  const state: TrainState = {
+    model,
+    params,
+    optimizer: createOptimizer(params, OptimizerConfigSchema.parse({}), model.noWeightDecay()),
+    criterion: classificationCriterion(0.1),
+    schedule: () => 5e-4,
+    clipGradNorm: null,
+    ema: null,
+    inputShape,
+    numClasses: cfg.num_classes,
+    seed: 0,
+    accumSteps: 1,
+  };
+  const batch = randomBatch(spec.batch, inputShape, cfg.num_classes, 0);
+  const steps = Number(args.steps);
+  const warmup = Number(args.warmup);
+
+  const matmulBefore = matMulSpeed();
+  let step = 0;
+  const trainOnce = () => {
+    const r = trainStep(state, [batch], step++);
+    r.loss.dataSync();
+    disposeStepResult(r);
+  };
+  for (let i = 0; i < warmup; i++) trainOnce();
+  const tensorsWarm = tf.memory().numTensors;
+  const trainMs = timeCalls(trainOnce, 0, steps);
+  const tensorsAfter = tf.memory().numTensors;
+  const inferMs = timeCalls(
+    () =>
+      tf.tidy(() => {
+        const x = tf.tensor4d(batch.images, [spec.batch, ...inputShape]);
+        (model.forward(x, { training: false }) as tf.Tensor).dataSync();
+      }),
+    1,
+    steps,
+  );
+  const matmulAfter = matMulSpeed();
+  // The faster of the two measurements: the machine may be shared, and load only ever slows a run.
+  const matmul = matmulBefore.fresh > matmulAfter.fresh ? matmulBefore : matmulAfter;
+
+  const forwardFlops = 2 * modelStats(cfg, cfg.num_classes).macs * spec.batch;
+  const trainGflops = (3 * forwardFlops) / best(trainMs) / 1e6;
+  const inferGflops = forwardFlops / best(inferMs) / 1e6;
+  const line = {
+    bench: "model",
+    model: spec.name,
+    backend: choice.name,
+    threads: choice.threads ?? null,
+    batch: spec.batch,
+    train_img_s: round((spec.batch * 1000) / best(trainMs), 1),
+    train_step_ms: round(best(trainMs), 0),
+    train_step_ms_median: round(median(trainMs), 0),
+    infer_img_s: round((spec.batch * 1000) / best(inferMs), 1),
+    infer_ms: round(best(inferMs), 0),
+    train_gflops: round(trainGflops, 1),
+    infer_gflops: round(inferGflops, 1),
+    matmul_gflops: round(matmul.fresh, 1),
+    matmul_packed_gflops: round(matmul.packed, 1),
+    train_efficiency: round(trainGflops / matmul.fresh),
+    infer_efficiency: round(inferGflops / matmul.fresh),
+    forward_gflop_per_image: round(forwardFlops / spec.batch / 1e9, 3),
+    peak_rss_mb: Math.round(process.resourceUsage().maxRSS / 1024),
+    tensors: tensorsAfter,
+    tensors_leaked_per_step: (tensorsAfter - tensorsWarm) / steps,
+    steps,
+    warmup,
+    load_avg: [round(loadStart), round(os.loadavg()[0])],
+    ...(choice.note ? { note: choice.note } : {}),
+    backend_description: describeBackend(choice),
+  };
+  console.log(JSON.stringify(line));
+}
+
+/** Runs one model in a child process (this script with --child) and returns its JSON line. */
+function runInChild(name: string, passthrough: string[]): Promise<Record<string, unknown>> {
+  const script = fileURLToPath(import.meta.url);
+  const child = spawn(process.execPath, [...process.execArgv, script, "--child", name, ...passthrough], {
+    stdio: ["ignore", "pipe", "inherit"],
+  });
+  let out = "";
+  child.stdout.on("data", (chunk: Buffer) => {
+    out += chunk;
+  });
+  return new Promise((resolve, reject) => {
+    child.on("close", (code) => {
+      if (code !== 0) return reject(new Error(`bench ${name}: child exited with code ${code}`));
+      const line = out.trim().split("\n").pop()!;
+      process.stdout.write(`${line}\n`);
+      resolve(JSON.parse(line));
+    });
+  });
+}
+
+function summary(rows: Record<string, unknown>[]): string {
+  const columns: [string, string][] = [
+    ["model", "model"],
+    ["batch", "batch"],
+    ["train_img_s", "train img/s"],
+    ["infer_img_s", "infer img/s"],
+    ["train_gflops", "train GFLOP/s"],
+    ["infer_gflops", "infer GFLOP/s"],
+    ["matmul_gflops", "matMul GFLOP/s"],
+    ["train_efficiency", "train eff."],
+    ["infer_efficiency", "infer eff."],
+    ["peak_rss_mb", "peak RSS MB"],
+    ["tensors", "tensors"],
+  ];
+  const cells = [
+    columns.map(([, title]) => title),
+    ...rows.map((r) => columns.map(([key]) => String(r[key]))),
+  ];
+  const widths = columns.map((_, i) => Math.max(...cells.map((c) => c[i].length)));
+  const lines = cells.map((c) =>
+    c.map((cell, i) => (i === 0 ? cell.padEnd(widths[i]) : cell.padStart(widths[i]))).join("  "),
+  );
+  const first = rows[0];
+  return [
+    `backend ${first?.backend_description} on ${os.availableParallelism()} cores, load average ${os
+      .loadavg()
+      .map((l) => round(l))
+      .join(" ")}`,
+    ...lines,
+    "efficiency = achieved matMul GFLOP/s / the backend's 1024^3 matMul GFLOP/s (new operand per product).",
+    "Data loader images/s: npm run bench:data.",
+  ].join("\n");
+}
+
+if (args.child) {
+  const spec = MODELS.find((m) => m.name === args.child);
+  if (!spec) throw new Error(`--child ${args.child}: unknown model`);
+  await runChild(spec);
+} else {
+  const only = args.only === undefined ? undefined : new RegExp(args.only);
+  const passthrough = ["--backend", args.backend, "--steps", args.steps, "--warmup", args.warmup];
+  if (args.threads !== undefined) passthrough.push("--threads", args.threads);
+  const rows: Record<string, unknown>[] = [];
+  for (const spec of MODELS.filter((m) => !only || only.test(m.name))) {
+    rows.push(await runInChild(spec.name, passthrough));
+  }
+  process.stderr.write(`${summary(rows)}\n`);
+}
