@@ -38,6 +38,11 @@ export function register(program: Command): void {
       "where to draw the confusion matrix (default: confusion.png in the run folder)",
     )
     .action(async (flags: EvalFlags) => {
+      if (!flags.data && (flags.model || flags.config)) {
+        throw new UsageError(
+          "plain weights come without a run to take validation data from: give --data DIR|CSV",
+        );
+      }
       const [
         { DataLoader },
         { openEvalData, runValidationData },
@@ -51,11 +56,6 @@ export function register(program: Command): void {
         import("../../src/eval/report.js"),
         import("../../src/eval/confusion_plot.js"),
       ]);
-      if (!flags.data && (flags.model || flags.config)) {
-        throw new UsageError(
-          "plain weights come without a run to take validation data from: give --data DIR|CSV",
-        );
-      }
       const im = await loadModelFromFlags(flags);
       try {
         const { config, classes } = im;

@@ -2,13 +2,38 @@
 import * as tf from "@tensorflow/tfjs";
 import { Layer } from "../module.js";
 
+// y = x W^T, with the backward written out so that all three products are plain 2-D products and the
+// transposes are separate ops: tfjs-backend-wasm sends only untransposed products to XNNPACK, and the
+// transposed ones tfjs's own matMul gradient uses run a scalar loop 10-15x slower (bench/README.md).
+// A transpose costs about 1% of its product, on every backend.
+const product = (x: tf.Tensor, w: tf.Tensor) => tf.matMul(x, tf.transpose(w));
+const productGrads = (dy: tf.Tensor, x: tf.Tensor, w: tf.Tensor) => [
+  tf.matMul(dy, w), // dx = dy W
+  tf.matMul(tf.transpose(dy), x), // dW = dy^T x
+];
+
+const linearBias = tf.customGrad((x, w, b, save) => {
+  (save as tf.GradSaveFunc)([x as tf.Tensor, w as tf.Tensor]);
+  return {
+    value: tf.add(product(x as tf.Tensor, w as tf.Tensor), b as tf.Tensor),
+    gradFunc: (dy: tf.Tensor, [xs, ws]: tf.Tensor[]) => [...productGrads(dy, xs, ws), tf.sum(dy, 0)],
+  };
+});
+
+const linearNoBias = tf.customGrad((x, w, save) => {
+  (save as tf.GradSaveFunc)([x as tf.Tensor, w as tf.Tensor]);
+  return {
+    value: product(x as tf.Tensor, w as tf.Tensor),
+    gradFunc: (dy: tf.Tensor, [xs, ws]: tf.Tensor[]) => productGrads(dy, xs, ws),
+  };
+});
+
 /**
  * `x [M, in] -> [M, out]` with a PyTorch-layout weight. Every matMul against a weight goes through
  * here (Linear and the patch embedding), so there is one place to tune it per backend.
  */
-export function linear(x: tf.Tensor2D, weight: tf.Tensor2D, bias: tf.Tensor1D | null): tf.Tensor {
-  const y = tf.matMul(x, weight, false, true);
-  return bias ? tf.add(y, bias) : y;
+export function linear(x: tf.Tensor2D, weight: tf.Tensor2D, bias: tf.Tensor1D | null): tf.Tensor2D {
+  return (bias ? linearBias(x, weight, bias) : linearNoBias(x, weight)) as tf.Tensor2D;
 }
 
 export class Linear extends Layer {
