@@ -1,5 +1,6 @@
 // Starts tfjs's wasm backend in Node, on one thread or on its multi-threaded SIMD build, and replaces the
-// slice kernels whose cost grows with the input rather than the output.
+// kernels that copy more than they need to: the slices (their cost grew with the input rather than the
+// output) and Identity / same-dtype Cast (which copied data every other backend shares).
 //
 // tfjs-backend-wasm never enables threads in Node (flag WASM_HAS_MULTITHREAD_SUPPORT is false there), and
 // its own loader could not run them anyway: it hands emscripten's pthread workers blob: URLs and a Blob of
@@ -53,7 +54,7 @@ export async function initWasm({ threads }: WasmOptions): Promise<number> {
           });
   if (tf.engine().registryFactory.wasm) tf.removeBackend("wasm");
   tf.registerBackend("wasm", factory, WASM_PRIORITY);
-  registerViewSlices();
+  registerKernels();
   const added = newProcessListeners();
   const ok = await tf.setBackend("wasm");
   added.remove();
@@ -175,7 +176,7 @@ async function threadedBackend(threads: number): Promise<BackendWasm> {
   return backend;
 }
 
-// ---- Slices as views ----------------------------------------------------------------------------------
+// ---- Kernels that copy less ------------------------------------------------------------------------------
 
 // tfjs-backend-wasm's Slice (and SplitV / Unpack, which call it) first copies the whole input out of the
 // wasm heap, so unstacking [96, 197, 64] into 96 items copies 96 x 4.8 MB. These read the heap in place.
@@ -205,13 +206,33 @@ function sliceInto(backend: BackendWasm, x: WasmTensor, begin: number[], size: n
   return out;
 }
 
-function registerViewSlices(): void {
+// tfjs-backend-wasm's Identity and Cast copy their input even when nothing changes. tfjs runs Identity
+// (engine.clone) on every tensor it saves for the backward pass, so a training step held a second copy of
+// every saved activation (vit_tiny at batch 32 ran out of the 4 GB wasm heap) and spent time copying it.
+// Sharing the data is what the cpu backend's Identity does and what wasm's own Reshape does: tensors are
+// immutable, the backend counts references to the data.
+function shareData(backend: BackendWasm, x: WasmTensor): WasmTensor {
+  backend.incRef(x.dataId);
+  return { dataId: x.dataId, shape: x.shape, dtype: x.dtype };
+}
+
+function registerKernels(): void {
   // Strings live outside the heap; the original kernels keep handling them.
   const original = (name: string) => tf.getKernel(name, "wasm").kernelFunc;
   const [slice, splitV, unpack] = [original("Slice"), original("SplitV"), original("Unpack")];
-  if ((slice as { viewSlice?: true }).viewSlice) return;
+  const [identity, cast] = [original("Identity"), original("Cast")];
+  if ((slice as { replaced?: true }).replaced) return;
 
   const kernels: Record<string, tf.KernelFunc> = {
+    Identity: (args) => {
+      const x = args.inputs.x as WasmTensor;
+      return x.dtype === "string" ? identity(args) : shareData(args.backend as BackendWasm, x);
+    },
+    Cast: (args) => {
+      const x = args.inputs.x as WasmTensor;
+      const { dtype } = args.attrs as unknown as tf.CastAttrs;
+      return x.dtype === dtype && dtype !== "string" ? shareData(args.backend as BackendWasm, x) : cast(args);
+    },
     Slice: (args) => {
       const x = args.inputs.x as WasmTensor;
       if (x.dtype === "string") return slice(args);
@@ -254,7 +275,7 @@ function registerViewSlices(): void {
     tf.registerKernel({
       kernelName,
       backendName: "wasm",
-      kernelFunc: Object.assign(kernelFunc, { viewSlice: true }),
+      kernelFunc: Object.assign(kernelFunc, { replaced: true }),
     });
   }
 }

@@ -110,7 +110,10 @@ export interface FigureLayout {
   height: number;
 }
 
-/** Panels of `panel` px, at most 6 per row; row 1: input and rollout, then the heads. */
+/**
+ * Panels of `panel` px, at most 6 per row; row 1: input, rollout and the colour bar (in the
+ * third column's place), then the heads.
+ */
 export function figureLayout(numHeads: number, panel = 224): FigureLayout {
   const columns = Math.max(2, Math.min(numHeads, 6));
   const rows = 1 + Math.ceil(numHeads / columns);
@@ -119,7 +122,7 @@ export function figureLayout(numHeads: number, panel = 224): FigureLayout {
   return {
     panel,
     columns,
-    width: 16 + columns * (panel + gap) + 90,
+    width: 16 + Math.max(columns * (panel + gap), 2 * (panel + gap) + 90),
     height: 64 + rows * (panel + caption + gap) + 8,
   };
 }
@@ -168,7 +171,7 @@ export async function attentionFigureSvg(fig: AttentionFigure, panel = 224): Pro
   for (const [i, p] of headPanels.entries()) place(p, 1 + Math.floor(i / layout.columns), i % layout.columns);
   body.push(
     ...colorBar({
-      x: 16 + layout.columns * (panel + gap) + 4,
+      x: 16 + 2 * (panel + gap) + 4,
       y: 64 + caption,
       width: 14,
       height: panel,

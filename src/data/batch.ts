@@ -13,7 +13,7 @@ import type { DataConfig } from "../config/schema.js";
 import { DataError } from "../errors.js";
 import { BadImageError, type ImageInput, openImage } from "./decode.js";
 import { Normalizer, randomErase } from "./normalize.js";
-import { epochRng, shuffle, slotRng } from "./random.js";
+import { epochRng, type Rng, shuffle, slotRng } from "./random.js";
 import { evalImage, type TransformOptions, trainImage, transformOptions, workingCopy } from "./transforms.js";
 
 /** Everything a batch builder needs; plain data, so it crosses to a worker thread as it is. */
@@ -173,11 +173,7 @@ export class BatchBuilder {
   }
 
   /** The RGB crop of one sample: decoded (or taken from the cache) and transformed. */
-  private async image(
-    index: number,
-    rng: ReturnType<typeof slotRng>,
-    cached: [number, CachedImage][],
-  ): Promise<Uint8Array> {
+  private async image(index: number, rng: Rng, cached: [number, CachedImage][]): Promise<Uint8Array> {
     const hit = this.cache.get(index);
     const { train, data } = this.spec;
     if (!train && hit) return hit.data;

@@ -13,7 +13,7 @@ import { Rng, streamKey } from "../model/random.js";
 import { randint, uniform } from "./random.js";
 
 /** Bump when the drawing changes, so stale caches are not reused. */
-const VERSION = 2;
+const VERSION = 3;
 
 type Draw = (rng: Rng) => string;
 
@@ -99,7 +99,7 @@ function drawImage(cls: string, size: number, rng: Rng): { svg: string; noise: n
   const slack = (size - extent) / 2;
   const cx = size / 2 + uniform(rng, -slack, slack);
   const cy = size / 2 + uniform(rng, -slack, slack);
-  const angle = uniform(rng, 0, 360);
+  const angle = uniform(rng, -30, 30);
   const gradAngle = uniform(rng, 0, 360);
   const body = SHAPES[cls](rng);
   const svg =

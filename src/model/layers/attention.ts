@@ -25,10 +25,9 @@ const bmm = tf.customGrad((a, b, save) => {
   (save as tf.GradSaveFunc)([a as tf.Tensor, b as tf.Tensor]);
   return {
     value: batchedProduct(a as tf.Tensor, b as tf.Tensor),
-    gradFunc: (dy: tf.Tensor, [as, bs]: tf.Tensor[]) => [
-      batchedProduct(dy, swapLast(bs)),
-      batchedProduct(swapLast(as), dy),
-    ],
+    // In a tidy: tfjs keeps whatever a gradient function leaves in scope until the whole backward pass ends.
+    gradFunc: (dy: tf.Tensor, [as, bs]: tf.Tensor[]) =>
+      tf.tidy(() => [batchedProduct(dy, swapLast(bs)), batchedProduct(swapLast(as), dy)]),
   };
 });
 

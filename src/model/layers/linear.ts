@@ -7,10 +7,12 @@ import { Layer } from "../module.js";
 // transposed ones tfjs's own matMul gradient uses run a scalar loop 10-15x slower (bench/README.md).
 // A transpose costs about 1% of its product, on every backend.
 const product = (x: tf.Tensor, w: tf.Tensor) => tf.matMul(x, tf.transpose(w));
-const productGrads = (dy: tf.Tensor, x: tf.Tensor, w: tf.Tensor) => [
-  tf.matMul(dy, w), // dx = dy W
-  tf.matMul(tf.transpose(dy), x), // dW = dy^T x
-];
+// In a tidy: tfjs keeps whatever a gradient function leaves in scope until the whole backward pass ends.
+const productGrads = (dy: tf.Tensor, x: tf.Tensor, w: tf.Tensor) =>
+  tf.tidy(() => [
+    tf.matMul(dy, w), // dx = dy W
+    tf.matMul(tf.transpose(dy), x), // dW = dy^T x
+  ]);
 
 const linearBias = tf.customGrad((x, w, b, save) => {
   (save as tf.GradSaveFunc)([x as tf.Tensor, w as tf.Tensor]);

@@ -4,10 +4,28 @@ import { type ForwardContext, Layer } from "../module.js";
 import { dropout } from "./dropout.js";
 import { Linear } from "./linear.js";
 
+/**
+ * One tape node with its backward written out, d/dx = 0.5 (1 + erf(x / sqrt 2)) + x phi(x): tfjs would
+ * keep all five intermediates (and their gradients) of the widest activation until the backward pass
+ * ends, and derive the gradient through erf again.
+ */
+const gelu = tf.customGrad((x, save) => {
+  const onePlusErf = tf.tidy(() => tf.add(tf.erf(tf.mul(x as tf.Tensor, Math.SQRT1_2)), 1));
+  (save as tf.GradSaveFunc)([x as tf.Tensor, onePlusErf]);
+  return {
+    value: tf.mul(tf.mul(x as tf.Tensor, 0.5), onePlusErf),
+    gradFunc: (dy: tf.Tensor, [xs, e]: tf.Tensor[]) =>
+      tf.tidy(() => {
+        const pdf = tf.mul(tf.exp(tf.mul(tf.square(xs), -0.5)), 1 / Math.sqrt(2 * Math.PI));
+        return tf.mul(dy, tf.add(tf.mul(e, 0.5), tf.mul(xs, pdf)));
+      }),
+  };
+});
+
 /** torch.nn.GELU(): the exact form 0.5 x (1 + erf(x / sqrt 2)), not the tanh approximation. */
 export class Gelu extends Layer {
   forward(x: tf.Tensor): tf.Tensor {
-    return tf.mul(tf.mul(x, 0.5), tf.add(tf.erf(tf.mul(x, Math.SQRT1_2)), 1));
+    return gelu(x);
   }
 }
 
