@@ -14,14 +14,13 @@ import { DataError } from "../src/errors.js";
 import { exportOnnx } from "../src/io/onnx.js";
 import { ProtoWriter } from "../src/io/protobuf.js";
 import { readSafetensors, type TensorData } from "../src/io/safetensors.js";
-import type { ArchConfig } from "../src/io/timm_spec.js";
-import { createModel } from "../src/model/index.js";
+import { createModel, type VitConfig } from "../src/model/index.js";
 
 const FIXTURES = path.resolve(import.meta.dirname, "../../shared/fixtures/timm-parity");
 
 interface Case {
   name: string;
-  cfg: ArchConfig;
+  cfg: VitConfig;
   stateDict: Map<string, TensorData>;
   /** [B, C, H, W] */
   input: { shape: number[]; data: Float32Array };
@@ -153,7 +152,7 @@ describe("ONNX export matches timm through onnxruntime", () => {
 
 describe("ONNX export of variants without a timm fixture agrees with the tfjs model", () => {
   const base = { img_size: 16, patch_size: 4, embed_dim: 24, depth: 2, num_heads: 2, mlp_ratio: 2 };
-  const variants: Record<string, Partial<ArchConfig>> = {
+  const variants: Record<string, Partial<VitConfig>> = {
     "representation_size (pre-logits Linear + tanh)": { representation_size: 12 },
     "distilled, no qkv bias, mlp_ratio 3": { distilled: true, qkv_bias: false, mlp_ratio: 3 },
     "no class token, no qkv bias, avg pool, 1 channel": {
@@ -202,7 +201,7 @@ function uniform(seed: number): () => number {
 describe("ONNX export rejects a state dict that does not fit the config", () => {
   const c = loadCase(CASES[0]);
 
-  function rejects(stateDict: Map<string, TensorData>, cfg: ArchConfig, pattern: RegExp): void {
+  function rejects(stateDict: Map<string, TensorData>, cfg: VitConfig, pattern: RegExp): void {
     assert.throws(
       () => exportOnnx(stateDict, cfg, { source: "ckpt.safetensors" }),
       (err: unknown) => {

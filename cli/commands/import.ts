@@ -6,17 +6,8 @@
  * the same architecture). --img-size resamples pos_embed; --num-classes re-initializes the head.
  */
 import type { Command } from "commander";
+import type { ImportOptions } from "../../src/io/import.js";
 import { positiveInt } from "../model_source.js";
-
-interface ImportFlags {
-  out: string;
-  model?: string;
-  config?: string;
-  numClasses?: number;
-  imgSize?: number;
-  labels?: string;
-  allowPartial?: boolean;
-}
 
 export function register(program: Command): void {
   program
@@ -34,7 +25,7 @@ export function register(program: Command): void {
     .option("--img-size <px>", "input size of the new model: pos_embed is resampled", positiveInt)
     .option("--labels <file>", "class names, one per line (default: the file's config, else 0..K-1)")
     .option("--allow-partial", "load what fits; missing and unexpected keys become a warning")
-    .action(async (file: string, flags: ImportFlags) => {
+    .action(async (file: string, flags: ImportOptions) => {
       const { importWeights } = await import("../../src/io/import.js");
       process.stderr.write(`${importWeights(file, flags).summary}\n`);
       process.stdout.write(`${flags.out}\n`);

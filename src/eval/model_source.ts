@@ -8,8 +8,8 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import { type Config, loadConfig, resolveConfig } from "../config/index.js";
 import { DataError, UsageError } from "../errors.js";
-import { toTimmNames } from "../io/keymaps.js";
-import { readSafetensors } from "../io/safetensors.js";
+import { readSafetensors, readSafetensorsHeader, type TensorData } from "../io/safetensors.js";
+import { isNpz, loadPretrained, readPretrained } from "../model/pretrained.js";
 import { createModel, type VisionTransformer } from "../model/vision_transformer.js";
 import { readCheckpointMetadata } from "../train/checkpoint.js";
 import { runPath } from "../train/run_dir.js";
@@ -86,44 +86,75 @@ export function readLabels(file: string): string[] {
 
 export function loadInferenceModel(o: ModelSourceOptions): InferenceModel {
   const { file, runDir } = resolveWeightsFile(o);
-  const { tensors, metadata } = readSafetensors(file);
-  let config: Config;
-  let classes: string[] | null;
-  let weights: Map<string, { shape: number[]; data: Float32Array }> = tensors;
-  if (metadata.config !== undefined) {
-    if (o.preset || o.config) {
-      throw new UsageError(`${file} carries its own config: drop --model / --config`);
-    }
-    const meta = readCheckpointMetadata(file, metadata);
-    config = resolveConfig(meta.config, { source: file });
-    classes = o.labels ? readLabels(o.labels) : meta.classes;
-  } else {
-    if (!o.preset === !o.config) {
-      throw new UsageError(
-        `${file} has no config in its metadata (a plain timm/Hugging Face file): give --model PRESET or --config FILE`,
-      );
-    }
-    config = o.config
-      ? loadConfig(o.config)
-      : resolveConfig({ model: { preset: o.preset } }, { source: "--model" });
-    classes = o.labels ? readLabels(o.labels) : null;
-    weights = toTimmNames(tensors, file).stateDict;
+  const metadata = isNpz(file) ? {} : readSafetensorsHeader(file).metadata;
+  const loaded = metadata.config !== undefined ? loadCheckpoint(file, o) : loadPlainWeights(file, o);
+  return { ...loaded, numClasses: loaded.model.numClasses, weightsFile: file, runDir };
+}
+
+type Loaded = Pick<InferenceModel, "model" | "config" | "classes">;
+
+/** A checkpoint of this framework: its own config and class names, every key loaded strictly. */
+function loadCheckpoint(file: string, o: ModelSourceOptions): Loaded {
+  if (o.preset || o.config) {
+    throw new UsageError(`${file} carries its own config: drop --model / --config`);
   }
+  const { tensors, metadata } = readSafetensors(file);
+  const meta = readCheckpointMetadata(file, metadata);
+  const config = resolveConfig(meta.config, { source: file });
+  const classes = o.labels ? readLabels(o.labels) : meta.classes;
+  const numClasses = classifierWidth(tensors, file, classes, o.labels);
+  const model = createModel({ ...config.model, num_classes: numClasses }, { seed: 0 });
+  try {
+    model.loadStateDict(tensors, { source: file });
+  } catch (err) {
+    model.dispose();
+    throw err;
+  }
+  return { model, config, classes };
+}
+
+/**
+ * Plain timm / Hugging Face / Google .npz weights with --model or --config, loaded as
+ * `model.pretrained` is (src/model/pretrained.ts): names converted, pos_embed resampled to the
+ * config's image size, class names from a config.json beside the file unless --labels.
+ */
+function loadPlainWeights(file: string, o: ModelSourceOptions): Loaded {
+  if (!o.preset === !o.config) {
+    throw new UsageError(
+      `${file} has no config in its metadata (a plain timm/Hugging Face file): give --model PRESET or --config FILE`,
+    );
+  }
+  const config = o.config
+    ? loadConfig(o.config)
+    : resolveConfig({ model: { preset: o.preset } }, { source: "--model" });
+  const weights = readPretrained(file);
+  const labels = o.labels ? readLabels(o.labels) : null;
+  const numClasses = classifierWidth(weights.stateDict, file, labels, o.labels);
+  const model = createModel({ ...config.model, num_classes: numClasses }, { seed: 0 });
+  try {
+    const { classNames } = loadPretrained(model, weights);
+    return { model, config, classes: labels ?? classNames };
+  } catch (err) {
+    model.dispose();
+    throw err;
+  }
+}
+
+/** The class count the weights' classifier has, checked against the class names when given. */
+function classifierWidth(
+  weights: ReadonlyMap<string, TensorData>,
+  file: string,
+  classes: string[] | null,
+  labelsFile: string | undefined,
+): number {
   const head = weights.get("head.weight");
   if (!head)
     throw new DataError(`${file}: no head.weight: a model without a classifier cannot predict classes`);
   const numClasses = head.shape[0];
   if (classes && classes.length !== numClasses) {
     throw new DataError(
-      `${o.labels ?? file}: ${classes.length} class names but the classifier has ${numClasses} outputs`,
+      `${labelsFile ?? file}: ${classes.length} class names but the classifier has ${numClasses} outputs`,
     );
   }
-  const model = createModel({ ...config.model, num_classes: numClasses }, { seed: 0 });
-  try {
-    model.loadStateDict(weights, { source: file });
-  } catch (err) {
-    model.dispose();
-    throw err;
-  }
-  return { model, config, classes, numClasses, weightsFile: file, runDir };
+  return numClasses;
 }

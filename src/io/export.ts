@@ -11,11 +11,12 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import { resolveConfig } from "../config/index.js";
 import type { Config } from "../config/schema.js";
+import { VisionTransformer, type VitConfig } from "../model/vision_transformer.js";
 import { readCheckpointMetadata } from "../train/checkpoint.js";
 import { writeFileAtomic } from "./atomic.js";
 import { exportOnnx } from "./onnx.js";
 import { readSafetensors, type TensorData, writeSafetensors } from "./safetensors.js";
-import { type ArchConfig, archSizes, checkTimmStateDict, timmParameterShapes } from "./timm_spec.js";
+import { checkTimmStateDict } from "./timm_spec.js";
 
 export type ExportFormat = "onnx" | "timm";
 
@@ -24,7 +25,7 @@ export interface Checkpoint {
   weights: Map<string, TensorData>;
   config: Config;
   classes: string[];
-  arch: ArchConfig;
+  arch: VitConfig;
 }
 
 /** A checkpoint with the config and class names its `__metadata__` carries. */
@@ -33,7 +34,7 @@ export function readCheckpoint(file: string): Checkpoint {
   const { config: raw, classes } = readCheckpointMetadata(file, metadata);
   const config = resolveConfig(raw, { source: file });
   const arch = { ...config.model, num_classes: config.model.num_classes ?? classes.length };
-  checkTimmStateDict(tensors, arch, file);
+  checkTimmStateDict(tensors, new VisionTransformer(arch), file);
   return { file, weights: tensors, config, classes, arch };
 }
 
@@ -46,7 +47,8 @@ export function exportCheckpoint(ckpt: Checkpoint, format: ExportFormat, out: st
     return [out];
   }
   const { weightsFile, configFile } = timmPaths(out);
-  const weights = new Map([...timmParameterShapes(ckpt.arch).keys()].map((k) => [k, ckpt.weights.get(k)!]));
+  const keys = new VisionTransformer(ckpt.arch).paramShapes().keys();
+  const weights = new Map([...keys].map((k) => [k, ckpt.weights.get(k)!]));
   writeSafetensors(weightsFile, weights, { format: "pt" });
   writeFileAtomic(configFile, `${JSON.stringify(timmHubConfig(ckpt), null, 2)}\n`);
   return [weightsFile, configFile];
@@ -71,7 +73,7 @@ function timmHubConfig(ckpt: Checkpoint): Record<string, unknown> {
   return {
     architecture: timmArchitecture(ckpt.config),
     num_classes: m.num_classes,
-    num_features: archSizes(m).numFeatures,
+    num_features: new VisionTransformer(m).numFeatures,
     global_pool: m.global_pool,
     // kwargs of timm's VisionTransformer; they override every size the architecture's entry point sets
     model_args: {

@@ -9,6 +9,7 @@
 import * as fs from "node:fs";
 import * as zlib from "node:zlib";
 import { DataError } from "../errors.js";
+import { withReadFd } from "./read_fd.js";
 import type { LoadedTensor } from "./safetensors.js";
 
 interface ZipEntry {
@@ -30,23 +31,15 @@ const MAX_U32 = 0xffffffff;
 
 /** Every array of the archive by its key (the member name without `.npy`), decoded to float32. */
 export function readNpz(file: string): Map<string, LoadedTensor> {
-  let fd: number;
-  try {
-    fd = fs.openSync(file, "r");
-  } catch (err) {
-    throw new DataError(`cannot read ${file}: ${(err as Error).message}`);
-  }
-  try {
+  return withReadFd(file, (fd, size) => {
     const out = new Map<string, LoadedTensor>();
-    for (const entry of centralDirectory(fd, fs.fstatSync(fd).size, file)) {
+    for (const entry of centralDirectory(fd, size, file)) {
       if (!entry.name.endsWith(".npy")) continue;
       const key = entry.name.slice(0, -".npy".length);
       out.set(key, parseNpy(entryBytes(fd, entry, file), `${file}: array "${key}"`));
     }
     return out;
-  } finally {
-    fs.closeSync(fd);
-  }
+  });
 }
 
 function read(fd: number, position: number, length: number, file: string): Buffer {

@@ -13,9 +13,10 @@
  */
 import * as os from "node:os";
 import { DataError } from "../errors.js";
+import { VisionTransformer, type VitConfig } from "../model/vision_transformer.js";
 import { ProtoWriter } from "./protobuf.js";
 import type { TensorData } from "./safetensors.js";
-import { type ArchConfig, archSizes, checkTimmStateDict } from "./timm_spec.js";
+import { checkTimmStateDict } from "./timm_spec.js";
 
 const ONNX_OPSET = 17;
 const IR_VERSION = 8;
@@ -50,20 +51,22 @@ interface Node {
 /** Serialized ONNX ModelProto of `stateDict` (timm names) for the architecture `cfg`. */
 export function exportOnnx(
   stateDict: ReadonlyMap<string, TensorData>,
-  cfg: ArchConfig,
+  cfg: VitConfig,
   opts: OnnxExportOptions = {},
 ): Uint8Array {
   if (os.endianness() !== "LE")
     throw new DataError("ONNX export needs a little-endian host (raw_data is LE)");
-  checkTimmStateDict(stateDict, cfg, opts.source ?? "onnx export");
+  // Declared, not allocated: the parameter specs and sizes the graph must match.
+  const vit = new VisionTransformer(cfg);
+  checkTimmStateDict(stateDict, vit, opts.source ?? "onnx export");
   const g = new GraphBuilder(stateDict);
-  g.output(vitGraph(g, cfg), "logits");
+  g.output(vitGraph(g, vit), "logits");
   // ModelProto: ir_version 1, producer_name 2, graph 7, opset_import 8 {domain 1, version 2},
   // metadata_props 14 {key 1, value 2}
   const model = new ProtoWriter()
     .int(1, IR_VERSION)
     .string(2, "vit")
-    .message(7, g.encode(cfg))
+    .message(7, g.encode(vit))
     .message(8, new ProtoWriter().string(1, "").int(2, ONNX_OPSET));
   for (const [key, value] of Object.entries(opts.metadata ?? {})) {
     model.message(14, new ProtoWriter().string(1, key).string(2, value));
@@ -77,9 +80,11 @@ export function exportOnnx(
 }
 
 /** timm's VisionTransformer.forward in eval mode; returns the name of the logits tensor. */
-function vitGraph(g: GraphBuilder, cfg: ArchConfig): string {
-  const { numPrefixTokens, seqLen, headDim } = archSizes(cfg);
+function vitGraph(g: GraphBuilder, vit: VisionTransformer): string {
+  const { cfg, numPrefixTokens } = vit;
+  const seqLen = numPrefixTokens + vit.gridSize[0] * vit.gridSize[1];
   const D = cfg.embed_dim;
+  const headDim = D / cfg.num_heads;
   const p = cfg.patch_size;
 
   // [B, C, H, W] -> [B, D, gh, gw] -> [B, D, N] -> [B, N, D] (patches row-major: y then x)
@@ -230,13 +235,16 @@ class GraphBuilder {
   }
 
   /** GraphProto: node 1, name 2, initializer 5, input 11, output 12. */
-  encode(cfg: ArchConfig): ProtoWriter {
+  encode(vit: VisionTransformer): ProtoWriter {
+    const { cfg } = vit;
     const graph = new ProtoWriter();
     for (const node of this.nodes) graph.message(1, encodeNode(node));
     graph.string(2, "vit");
     for (const init of this.initializers.values()) graph.message(5, init);
     graph.message(11, valueInfo(INPUT, ["batch", cfg.in_chans, cfg.img_size, cfg.img_size]));
-    graph.message(12, valueInfo(this.outputName, ["batch", outputWidth(cfg)]));
+    // num_classes, or the pooled feature width when the model has no head (num_classes 0)
+    const width = vit.numClasses > 0 ? vit.numClasses : vit.numFeatures;
+    graph.message(12, valueInfo(this.outputName, ["batch", width]));
     return graph;
   }
 
@@ -264,11 +272,6 @@ class GraphBuilder {
     this.names.add(name);
     return name;
   }
-}
-
-/** num_classes, or the pooled feature width when the model has no head (num_classes 0). */
-function outputWidth(cfg: ArchConfig): number {
-  return cfg.num_classes > 0 ? cfg.num_classes : archSizes(cfg).numFeatures;
 }
 
 /** NodeProto: input 1, output 2, name 3, op_type 4, attribute 5 {name 1, type 20, f 2, i 3, ints 8}. */

@@ -14,6 +14,7 @@ import * as fs from "node:fs";
 import * as os from "node:os";
 import { DataError } from "../errors.js";
 import { writeFileAtomic } from "./atomic.js";
+import { withReadFd } from "./read_fd.js";
 
 /** A host-side tensor in PyTorch layout: row-major float32. */
 export interface TensorData {
@@ -172,17 +173,7 @@ function* tensorChunks(head: Uint8Array, tensors: ReadonlyMap<string, TensorData
 
 function withFile<T>(file: string, body: (fd: number, size: number) => T): T {
   assertLittleEndian();
-  let fd: number;
-  try {
-    fd = fs.openSync(file, "r");
-  } catch (err) {
-    throw new DataError(`cannot read ${file}: ${(err as Error).message}`);
-  }
-  try {
-    return body(fd, fs.fstatSync(fd).size);
-  } finally {
-    fs.closeSync(fd);
-  }
+  return withReadFd(file, body);
 }
 
 function readHeader(fd: number, size: number, file: string): SafetensorsHeader {

@@ -94,6 +94,11 @@ export abstract class Module {
     }
   }
 
+  /** Every parameter's shape by state_dict name, in state_dict order. */
+  paramShapes(): Map<string, number[]> {
+    return new Map([...this.namedParamSpecs()].map(([name, spec]) => [name, spec.shape]));
+  }
+
   private *namedParams(): Generator<[string, Param]> {
     for (const [path, module] of this.namedModules()) {
       for (const [name, p] of module.params) yield [join(path, name), p];

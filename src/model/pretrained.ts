@@ -24,6 +24,7 @@ import { DataError, UsageError } from "../errors.js";
 import { jaxVitToTimm } from "../io/jax_vit.js";
 import { type StateDict, toTimmNames } from "../io/keymaps.js";
 import { readNpz } from "../io/npz.js";
+import { withReadFd } from "../io/read_fd.js";
 import { readSafetensors, type TensorData } from "../io/safetensors.js";
 import { readSideConfig, type SideConfig } from "../io/side_config.js";
 import { resamplePosEmbed } from "./layers/pos_embed.js";
@@ -69,7 +70,7 @@ const PREFIX_TOKENS = ["cls_token", "dist_token"];
 /** Reads a weights file (safetensors or .npz) and its side config, with timm names. */
 export function readPretrained(file: string): PretrainedWeights {
   const side = readSideConfig(file);
-  if (startsWith(file, "PK")) {
+  if (isNpz(file)) {
     return { file, format: "npz", stateDict: jaxVitToTimm(readNpz(file), file), notes: [], side };
   }
   const { stateDict, naming, notes } = toTimmNames(readSafetensors(file).tensors, file);
@@ -112,7 +113,7 @@ export function adaptStateDict(
       `warning: ${side.file}: layer_norm_eps ${side.layerNormEps}; this framework uses timm's 1e-6, so outputs can differ slightly from transformers'`,
     );
   }
-  const own = new Map([...model.namedParamSpecs()].map(([name, spec]) => [name, spec.shape]));
+  const own = model.paramShapes();
   const sd: StateDict = new Map(weights.stateDict);
 
   const fileTokens = PREFIX_TOKENS.filter((k) => sd.has(k));
@@ -315,21 +316,11 @@ function archDiff(sd: ReadonlyMap<string, TensorData>, cfg: ModelConfig): string
   return ` (file: ${show((k) => arch[k])}; model: ${show((k) => cfg[k])})`;
 }
 
-/** Whether the file's first bytes are `magic` (a zip, i.e. .npz, starts with "PK"). */
-function startsWith(file: string, magic: string): boolean {
-  const head = Buffer.alloc(magic.length);
-  let fd: number;
-  try {
-    fd = fs.openSync(file, "r");
-  } catch (err) {
-    throw new DataError(`cannot read ${file}: ${(err as Error).message}`);
-  }
-  try {
-    fs.readSync(fd, head, 0, head.length, 0);
-  } finally {
-    fs.closeSync(fd);
-  }
-  return head.toString("latin1") === magic;
+/** Whether `file` is a zip (so an .npz), by its first bytes, "PK", not by its name. */
+export function isNpz(file: string): boolean {
+  const head = Buffer.alloc(2);
+  withReadFd(file, (fd) => fs.readSync(fd, head, 0, head.length, 0));
+  return head.toString("latin1") === "PK";
 }
 
 function squareGrid(n: number): number | null {
