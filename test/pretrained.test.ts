@@ -26,6 +26,7 @@ import { readSafetensors, type TensorData, writeSafetensors } from "../src/io/sa
 import { createModel, type VisionTransformer } from "../src/model/index.js";
 import { loadPretrained, readPretrained } from "../src/model/pretrained.js";
 import { writeWeights } from "../src/train/checkpoint.js";
+import { toHfByHand } from "./helpers.js";
 
 const ROOT = path.resolve(import.meta.dirname, "..");
 const FIXTURES = path.resolve(ROOT, "../shared/fixtures/timm-parity");
@@ -114,50 +115,6 @@ function load(model: VisionTransformer, file: string, allowPartial = false) {
 }
 
 // ---- the documented renamings, by hand -------------------------------------------------------
-
-const HF_TOP: Record<string, string> = {
-  cls_token: "embeddings.cls_token",
-  dist_token: "embeddings.distillation_token",
-  pos_embed: "embeddings.position_embeddings",
-  "patch_embed.proj.weight": "embeddings.patch_embeddings.projection.weight",
-  "patch_embed.proj.bias": "embeddings.patch_embeddings.projection.bias",
-  "norm.weight": "layernorm.weight",
-  "norm.bias": "layernorm.bias",
-};
-const HF_LAYER: Record<string, string> = {
-  norm1: "layernorm_before",
-  "attn.proj": "attention.output.dense",
-  norm2: "layernorm_after",
-  "mlp.fc1": "intermediate.dense",
-  "mlp.fc2": "output.dense",
-};
-
-/** timm -> transformers' ViTForImageClassification / DeiTForImageClassification(WithTeacher) names. */
-function toHf(sd: StateDict, kind: "vit" | "deit" | "deit_teacher"): StateDict {
-  const prefix = kind === "vit" ? "vit." : "deit.";
-  const heads: Record<string, string> =
-    kind === "deit_teacher"
-      ? { head: "cls_classifier", head_dist: "distillation_classifier" }
-      : { head: "classifier" };
-  const out: StateDict = new Map();
-  for (const [key, t] of sd) {
-    const block = /^blocks\.(\d+)\.(.+)\.(weight|bias)$/.exec(key);
-    const head = /^(head|head_dist)\.(weight|bias)$/.exec(key);
-    if (key in HF_TOP) out.set(prefix + HF_TOP[key], t);
-    else if (block && block[2] === "attn.qkv") {
-      const rows = t.shape[0] / 3;
-      const len = t.data.length / 3;
-      ["query", "key", "value"].forEach((p, j) => {
-        out.set(`${prefix}encoder.layer.${block[1]}.attention.attention.${p}.${block[3]}`, {
-          shape: [rows, ...t.shape.slice(1)],
-          data: t.data.slice(j * len, (j + 1) * len),
-        });
-      });
-    } else if (block) out.set(`${prefix}encoder.layer.${block[1]}.${HF_LAYER[block[2]]}.${block[3]}`, t);
-    else if (head && head[1] in heads) out.set(`${heads[head[1]]}.${head[2]}`, t);
-  }
-  return out;
-}
 
 /** Row-major transpose of a 2-D tensor. */
 function t2(t: TensorData): TensorData {
@@ -344,12 +301,12 @@ function hubDir(name: string): string {
 describe("every parity case reproduces timm's logits from a converted file", () => {
   for (const { name, spec, sd } of cases) {
     const want = spec.expected.logits.flat();
-    const hfKind = spec.distilled ? "deit_teacher" : "vit";
+    const hfKind = spec.distilled ? "DeiTWithTeacher" : "ViTForImageClassification";
     const hasHf = spec.timm_kwargs.class_token && !spec.derived.use_fc_norm;
 
     test(`${name}: Hugging Face names (${hasHf ? hfKind : "no HF class: skipped"})`, { skip: !hasHf }, () => {
       const file = path.join(hubDir(`hf_${name}`), "model.safetensors");
-      writeSafetensors(file, toHf(sd, hfKind));
+      writeSafetensors(file, toHfByHand(sd, hfKind));
       const model = buildModel(spec);
       const { report, lines } = load(model, file);
       assert.equal(report.format, "hf");
@@ -477,7 +434,7 @@ describe("a different class count re-initializes the head(s)", () => {
   test("a DeiTForImageClassification file (no distillation head) into a distilled model", () => {
     const { spec, sd } = byName("deit_distilled");
     const file = path.join(hubDir("deit_no_teacher"), "model.safetensors");
-    writeSafetensors(file, toHf(sd, "deit"));
+    writeSafetensors(file, toHfByHand(sd, "DeiTForImageClassification"));
     const model = buildModel(spec);
     const { report, lines } = load(model, file);
     assert.deepEqual(report.reinitialized, ["head_dist"]);
@@ -489,7 +446,7 @@ describe("a different class count re-initializes the head(s)", () => {
   test("the file's classes are kept when the head is", () => {
     const { spec, sd } = byName("vit_cls");
     const dir = hubDir("names");
-    writeSafetensors(path.join(dir, "model.safetensors"), toHf(sd, "vit"));
+    writeSafetensors(path.join(dir, "model.safetensors"), toHfByHand(sd, "ViTForImageClassification"));
     fs.writeFileSync(path.join(dir, "config.json"), JSON.stringify(hfConfig(spec)));
     const same = buildModel(spec);
     assert.deepEqual(
@@ -618,7 +575,7 @@ describe("a Hugging Face config.json beside the weights", () => {
 
   test("layer_norm_eps 1e-12 is a warning; the logits are still timm's", () => {
     const dir = hubDir("eps");
-    writeSafetensors(path.join(dir, "model.safetensors"), toHf(sd, "vit"));
+    writeSafetensors(path.join(dir, "model.safetensors"), toHfByHand(sd, "ViTForImageClassification"));
     fs.writeFileSync(path.join(dir, "config.json"), JSON.stringify(hfConfig(spec)));
     const model = buildModel(spec);
     const { lines } = load(model, path.join(dir, "model.safetensors"));
@@ -631,7 +588,7 @@ describe("a Hugging Face config.json beside the weights", () => {
 
   test("num_attention_heads that differ from the model's are an error (no shape shows them)", () => {
     const dir = hubDir("heads");
-    writeSafetensors(path.join(dir, "model.safetensors"), toHf(sd, "vit"));
+    writeSafetensors(path.join(dir, "model.safetensors"), toHfByHand(sd, "ViTForImageClassification"));
     fs.writeFileSync(
       path.join(dir, "config.json"),
       JSON.stringify(hfConfig(spec, { num_attention_heads: 4 })),
@@ -741,7 +698,7 @@ describe("vit import (child process)", { concurrency: 2 }, () => {
   test("HF file + config.json -> checkpoint that --checkpoint loads with timm's logits and the labels", async () => {
     const { spec, sd } = byName("deit_distilled");
     const dir = hubDir("cli_hf");
-    writeSafetensors(path.join(dir, "model.safetensors"), toHf(sd, "deit_teacher"));
+    writeSafetensors(path.join(dir, "model.safetensors"), toHfByHand(sd, "DeiTWithTeacher"));
     fs.writeFileSync(path.join(dir, "config.json"), JSON.stringify(hfConfig(spec)));
     const out = path.join(tmp, "cli_out", "deit.safetensors");
     const r = await vit(["import", path.join(dir, "model.safetensors"), "--out", out]);

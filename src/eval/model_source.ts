@@ -1,8 +1,8 @@
 /**
  * Where `vit eval`, `vit predict` and `vit attention` get their model: a run folder (its best
  * checkpoint, else its last; `--ema` its EMA weights), a checkpoint of this framework (config and
- * class names in its `__metadata__`), or a plain timm / Hugging Face weights file plus
- * `--model PRESET` or `--config F` (and optionally `--labels file.txt` for class names).
+ * class names in its `__metadata__`), or a plain timm / Hugging Face / Google .npz weights file
+ * plus `--model PRESET` or `--config F` (and optionally `--labels file.txt` for class names).
  */
 import * as fs from "node:fs";
 import * as path from "node:path";
@@ -132,7 +132,11 @@ function loadPlainWeights(file: string, o: ModelSourceOptions): Loaded {
   const numClasses = classifierWidth(weights.stateDict, file, labels, o.labels);
   const model = createModel({ ...config.model, num_classes: numClasses }, { seed: 0 });
   try {
-    const { classNames } = loadPretrained(model, weights);
+    const { classNames, reinitialized } = loadPretrained(model, weights);
+    // A re-initialized classifier is random: fine to fine-tune, not to predict with.
+    if (reinitialized.length > 0) {
+      throw new DataError(`${file}: no trained ${reinitialized.join(", ")} for ${o.preset ?? o.config}`);
+    }
     return { model, config, classes: labels ?? classNames };
   } catch (err) {
     model.dispose();

@@ -1,6 +1,7 @@
 /**
  * ONNX export of the eval-mode ViT / DeiT, built straight from a timm state dict and the model
- * config (no tfjs involved), computing exactly what timm's forward computes:
+ * config (no tensor is allocated: the model is only declared, for its parameter specs and sizes),
+ * computing exactly what timm's forward computes:
  *
  *   pixel_values [batch, C, H, W] (normalized) -> logits [batch, num_classes]
  *

@@ -4,6 +4,7 @@
  * parameter specs (declared, never allocated), so they cannot drift from what training writes.
  */
 import { DataError } from "../errors.js";
+import { sameShape } from "../model/module.js";
 import type { VisionTransformer } from "../model/vision_transformer.js";
 import type { TensorData } from "./safetensors.js";
 
@@ -44,8 +45,4 @@ function describe({ cfg }: VisionTransformer): string {
 function list(keys: string[]): string {
   const shown = keys.slice(0, 4).map((k) => `"${k}"`);
   return keys.length > 4 ? `${shown.join(", ")} and ${keys.length - 4} more` : shown.join(", ");
-}
-
-function sameShape(a: readonly number[], b: readonly number[]): boolean {
-  return a.length === b.length && a.every((d, i) => d === b[i]);
 }

@@ -28,6 +28,7 @@ import { withReadFd } from "../io/read_fd.js";
 import { readSafetensors, type TensorData } from "../io/safetensors.js";
 import { readSideConfig, type SideConfig } from "../io/side_config.js";
 import { resamplePosEmbed } from "./layers/pos_embed.js";
+import { sameShape } from "./module.js";
 import { PRESETS } from "./presets.js";
 import type { VisionTransformer } from "./vision_transformer.js";
 
@@ -326,10 +327,6 @@ export function isNpz(file: string): boolean {
 function squareGrid(n: number): number | null {
   const g = Math.round(Math.sqrt(n));
   return g > 0 && g * g === n ? g : null;
-}
-
-function sameShape(a: readonly number[], b: readonly number[]): boolean {
-  return a.length === b.length && a.every((d, i) => d === b[i]);
 }
 
 function listKeys(keys: string[], n: number): string {

@@ -1,6 +1,12 @@
 /**
  * timm's multi-head self-attention: one fused qkv projection whose output rows are q | k | v, each
  * split into heads of head_dim consecutive rows; softmax((q * head_dim^-0.5) k^T) v; output proj.
+ *
+ * Between the two projections the computation is one tape node with its backward written out. tfjs keeps
+ * every taped intermediate and its gradient until the whole backward pass ends; the ~15 ops of the head
+ * split, products, softmax and merge held several copies of the qkv output and of [B, heads, T, T]
+ * (vit_tiny at batch 32 did not fit the 4 GB wasm heap). The node saves the qkv output and the
+ * probabilities; the backward pass splits q, k, v again (a transpose).
  */
 import * as tf from "@tensorflow/tfjs";
 import { type ForwardContext, Layer } from "../module.js";
@@ -14,22 +20,13 @@ import { Linear } from "./linear.js";
  */
 function batchedProduct(a: tf.Tensor, b: tf.Tensor): tf.Tensor {
   if (tf.getBackend() !== "wasm") return tf.matMul(a, b);
-  const bs = tf.unstack(b);
-  return tf.stack(tf.unstack(a).map((ai, i) => tf.matMul(ai as tf.Tensor2D, bs[i] as tf.Tensor2D)));
+  return tf.tidy(() => {
+    const bs = tf.unstack(b);
+    return tf.stack(tf.unstack(a).map((ai, i) => tf.matMul(ai as tf.Tensor2D, bs[i] as tf.Tensor2D)));
+  });
 }
 
 const swapLast = (x: tf.Tensor) => tf.transpose(x, [0, 2, 1]);
-
-/** `batchedProduct` with its backward (da = dy b^T, db = a^T dy) made of the same untransposed products. */
-const bmm = tf.customGrad((a, b, save) => {
-  (save as tf.GradSaveFunc)([a as tf.Tensor, b as tf.Tensor]);
-  return {
-    value: batchedProduct(a as tf.Tensor, b as tf.Tensor),
-    // In a tidy: tfjs keeps whatever a gradient function leaves in scope until the whole backward pass ends.
-    gradFunc: (dy: tf.Tensor, [as, bs]: tf.Tensor[]) =>
-      tf.tidy(() => [batchedProduct(dy, swapLast(bs)), batchedProduct(swapLast(as), dy)]),
-  };
-});
 
 export class Attention extends Layer {
   readonly headDim: number;
@@ -56,16 +53,51 @@ export class Attention extends Layer {
 
   /** `[B, T, D] -> [B, T, D]` */
   forward(x: tf.Tensor, ctx: ForwardContext): tf.Tensor {
-    const [b, t, d] = x.shape;
-    const [h, hd] = [this.numHeads, this.headDim];
-    // [B, T, 3D] -> [B, T, 3*heads, hd] -> [B, 3*heads, T, hd]; a rank-4 transpose (wasm's rank-5 one is slow).
-    const heads = tf.transpose(tf.reshape(this.qkv.call(x, ctx), [b, t, 3 * h, hd]), [0, 2, 1, 3]);
-    const [q, k, v] = tf.split(heads, 3, 1).map((z) => tf.reshape(z, [b * h, t, hd])); // [B*heads, T, hd]
-    const scores = bmm(tf.mul(q, this.scale), swapLast(k)); // [B*heads, T, T]
-    const probs = this.attn_drop.call(tf.reshape(tf.softmax(scores), [b, h, t, t]), ctx);
-    // [B*heads, T, hd] -> [B, heads, T, hd] -> [B, T, heads, hd] -> [B, T, D]
-    const mixed = tf.reshape(bmm(tf.reshape(probs, [b * h, t, t]), v), [b, h, t, hd]);
-    const out = tf.reshape(tf.transpose(mixed, [0, 2, 1, 3]), [b, t, d]);
-    return this.proj_drop.call(this.proj.call(out, ctx), ctx);
+    return this.proj_drop.call(this.proj.call(this.mix(this.qkv.call(x, ctx), ctx), ctx), ctx);
+  }
+
+  /** The qkv output `[B, T, 3D]` -> every head's softmax(q k^T * scale) v, heads side by side: `[B, T, D]`. */
+  private mix(qkv: tf.Tensor, ctx: ForwardContext): tf.Tensor {
+    const [b, t] = qkv.shape;
+    const [h, hd, scale] = [this.numHeads, this.headDim, this.scale];
+    // [B, T, 3D] -> [B, T, 3*heads, hd] -> [B, 3*heads, T, hd] -> q, k, v [B*heads, T, hd].
+    // A rank-4 transpose: wasm's rank-5 one takes a slow generic path.
+    const split = (y: tf.Tensor) =>
+      tf
+        .split(tf.transpose(tf.reshape(y, [b, t, 3 * h, hd]), [0, 2, 1, 3]), 3, 1)
+        .map((z) => tf.reshape(z, [b * h, t, hd]));
+    // [B*heads, T, hd] -> [B, T, heads, hd] = [B, T, D], and back.
+    const merge = (z: tf.Tensor) =>
+      tf.reshape(tf.transpose(tf.reshape(z, [b, h, t, hd]), [0, 2, 1, 3]), [b, t, h * hd]);
+    const unmerge = (z: tf.Tensor) =>
+      tf.reshape(tf.transpose(tf.reshape(z, [b, t, h, hd]), [0, 2, 1, 3]), [b * h, t, hd]);
+    const mixHeads = tf.customGrad((y, save) => {
+      const [q, k, v] = split(y as tf.Tensor);
+      const probs = tf.softmax(batchedProduct(tf.mul(q, scale), swapLast(k))); // [B*heads, T, T]
+      const dropped = tf.reshape(this.attn_drop.call(tf.reshape(probs, [b, h, t, t]), ctx), [b * h, t, t]);
+      (save as tf.GradSaveFunc)([y as tf.Tensor, probs, dropped]);
+      return {
+        value: merge(batchedProduct(dropped, v)),
+        gradFunc: (dy: tf.Tensor, [ys, p, pd]: tf.Tensor[]) =>
+          tf.tidy(() => {
+            const [q, k, v] = split(ys);
+            const dOut = unmerge(dy);
+            const dv = batchedProduct(swapLast(pd), dOut);
+            // Softmax backward through the dropout mask m (pd = p * m, an identity at rate 0), with
+            // g = m * p * dL/dpd: dL/dscores = g - p * rowsum(g).
+            const g = tf.mul(pd, batchedProduct(dOut, swapLast(v)));
+            const dScores = tf.sub(g, tf.mul(p, tf.sum(g, -1, true)));
+            const dq = tf.mul(batchedProduct(dScores, k), scale);
+            const dk = batchedProduct(swapLast(dScores), tf.mul(q, scale));
+            // dq, dk, dv [B*heads, T, hd] -> [B, 3*heads, T, hd] -> [B, T, 3*heads, hd] = [B, T, 3D]
+            const heads = tf.concat(
+              [dq, dk, dv].map((z) => tf.reshape(z, [b, h, t, hd])),
+              1,
+            );
+            return tf.reshape(tf.transpose(heads, [0, 2, 1, 3]), [b, t, 3 * h * hd]);
+          }),
+      };
+    });
+    return mixHeads(qkv);
   }
 }
