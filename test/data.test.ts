@@ -5,7 +5,7 @@
 import assert from "node:assert/strict";
 import * as fs from "node:fs";
 import * as path from "node:path";
-import { describe, test } from "node:test";
+import { after, describe, test } from "node:test";
 import sharp, { type Sharp } from "sharp";
 import { DataConfigSchema } from "../src/config/schema.js";
 import { BatchBuilder, epochOrder, type LoaderSpec } from "../src/data/batch.js";
@@ -21,7 +21,16 @@ import { stratifiedSplit, valCount } from "../src/data/split.js";
 import { ensureSynthetic, SYNTHETIC_CLASSES } from "../src/data/synthetic.js";
 import { evalImage, trainImage, transformOptions } from "../src/data/transforms.js";
 import { ConfigError, DataError } from "../src/errors.js";
-import { pattern, tempDir, writeBadFiles, writeImageFolder, writePng } from "./data_fixtures.js";
+import {
+  pattern,
+  removeTempDirs,
+  tempDir,
+  writeBadFiles,
+  writeImageFolder,
+  writePng,
+} from "./data_fixtures.js";
+
+after(removeTempDirs);
 
 const config = (data: Record<string, unknown> = {}) => DataConfigSchema.parse(data);
 

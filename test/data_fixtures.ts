@@ -8,8 +8,17 @@ import * as path from "node:path";
 import * as zlib from "node:zlib";
 import sharp from "sharp";
 
+const made: string[] = [];
+
 export function tempDir(prefix: string): string {
-  return fs.mkdtempSync(path.join(os.tmpdir(), `vit-${prefix}-`));
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), `vit-${prefix}-`));
+  made.push(dir);
+  return dir;
+}
+
+/** Remove every folder tempDir made (call from an `after` hook). */
+export function removeTempDirs(): void {
+  for (const dir of made.splice(0)) fs.rmSync(dir, { recursive: true, force: true });
 }
 
 /** A w x h RGB image whose pixel values are a deterministic function of (x, y, channel, seed). */

@@ -11,10 +11,13 @@ import type { Dataset } from "../src/data/dataset.js";
 import { type Batch, DataLoader, type LoaderOptions } from "../src/data/loader.js";
 import { openDataset } from "../src/data/sources.js";
 import { DataError } from "../src/errors.js";
-import { tempDir, writeBadFiles, writeImageFolder, writePng } from "./data_fixtures.js";
+import { removeTempDirs, tempDir, writeBadFiles, writeImageFolder, writePng } from "./data_fixtures.js";
 
 const loaders: DataLoader[] = [];
-after(() => Promise.all(loaders.map((l) => l.close())));
+after(async () => {
+  await Promise.all(loaders.map((l) => l.close()));
+  removeTempDirs();
+});
 
 function loader(
   ds: Dataset,

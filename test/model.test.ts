@@ -128,6 +128,11 @@ describe("finite-difference gradients", () => {
       false,
     ],
     ["distilled, training (both heads)", config({ num_classes: 3, distilled: true }), true],
+    [
+      "training with dropout, attention dropout and drop path (masks fixed by the seed)",
+      config({ num_classes: 3, drop_rate: 0.2, attn_drop_rate: 0.3, drop_path_rate: 0.5 }),
+      true,
+    ],
   ];
   for (const [name, cfg, training] of cases) {
     test(name, (t) => {

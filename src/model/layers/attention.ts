@@ -82,13 +82,16 @@ export class Attention extends Layer {
           tf.tidy(() => {
             const [q, k, v] = split(ys);
             const dOut = unmerge(dy);
-            const dv = batchedProduct(swapLast(pd), dOut);
+            // Nested tidies free each [B*heads, T, T] temporary as soon as it is used.
+            const dv = tf.tidy(() => batchedProduct(swapLast(pd), dOut));
             // Softmax backward through the dropout mask m (pd = p * m, an identity at rate 0), with
             // g = m * p * dL/dpd: dL/dscores = g - p * rowsum(g).
-            const g = tf.mul(pd, batchedProduct(dOut, swapLast(v)));
-            const dScores = tf.sub(g, tf.mul(p, tf.sum(g, -1, true)));
+            const dScores = tf.tidy(() => {
+              const g = tf.mul(pd, batchedProduct(dOut, swapLast(v)));
+              return tf.sub(g, tf.mul(p, tf.sum(g, -1, true)));
+            });
             const dq = tf.mul(batchedProduct(dScores, k), scale);
-            const dk = batchedProduct(swapLast(dScores), tf.mul(q, scale));
+            const dk = tf.tidy(() => batchedProduct(swapLast(dScores), tf.mul(q, scale)));
             // dq, dk, dv [B*heads, T, hd] -> [B, 3*heads, T, hd] -> [B, T, 3*heads, hd] = [B, T, 3D]
             const heads = tf.concat(
               [dq, dk, dv].map((z) => tf.reshape(z, [b, h, t, hd])),
