@@ -194,15 +194,57 @@ function sliceInto(backend: BackendWasm, x: WasmTensor, begin: number[], size: n
     dst.set(src.subarray(offset, offset + dst.length));
     return out;
   }
-  // Copy innermost rows, walking the outer indices like an odometer.
-  const row = size[rank - 1];
-  const index = new Array<number>(rank - 1).fill(0);
-  for (let o = 0; o < dst.length; o += row) {
-    let offset = begin[rank - 1];
-    for (let d = 0; d < rank - 1; d++) offset += (begin[d] + index[d]) * strides[d];
-    dst.set(src.subarray(offset, offset + row), o);
-    for (let d = rank - 2; d >= 0 && ++index[d] === size[d]; d--) index[d] = 0;
+  // Copy contiguous runs, walking the outer indices like an odometer. A run is the innermost axis and every
+  // axis inside the slice's innermost partial one (axes taken whole are contiguous with the next).
+  let inner = rank - 1;
+  while (inner > 0 && size[inner] === x.shape[inner]) inner--;
+  const run = size.slice(inner).reduce((a, b) => a * b, 1);
+  const index = new Array<number>(inner).fill(0);
+  for (let o = 0; o < dst.length; o += run) {
+    let offset = begin[inner] * (strides[inner] ?? 1);
+    for (let d = 0; d < inner; d++) offset += (begin[d] + index[d]) * strides[d];
+    dst.set(src.subarray(offset, offset + run), o);
+    for (let d = inner - 1; d >= 0 && ++index[d] === size[d]; d--) index[d] = 0;
   }
+  return out;
+}
+
+// tfjs-backend-wasm sends a product to XNNPACK only when neither operand is transposed and there is no batch
+// dimension; a batched product (attention's q k^T and probs v, per batch and head) runs a scalar loop at
+// ~2 GFLOP/s. This runs one XNNPACK product per item (12-19 GFLOP/s at attention sizes), calling the same C
+// function on each item in place: every item gets a temporary tensor id that points into its operand, so
+// nothing is copied and no tfjs op runs per item (unstack + matMul + stack in tfjs ops cost 2-4x more).
+interface WasmModule {
+  tfjs: { registerTensor(id: number, size: number, offset: number): void; disposeData(id: number): void };
+  _malloc(bytes: number): number;
+  _free(ptr: number): void;
+  _BatchMatMul(...args: number[]): void;
+  HEAP32: Int32Array;
+}
+
+function batchMatMulPerItem(backend: BackendWasm, a: WasmTensor, b: WasmTensor): WasmTensor {
+  const wasm = backend.wasm as unknown as WasmModule;
+  const ids = backend as unknown as { dataIdNextNumber: number };
+  const [m, k] = a.shape.slice(-2);
+  const n = b.shape[b.shape.length - 1];
+  const batch = a.shape.slice(0, -2).reduce((x, y) => x * y, 1);
+  const out = backend.makeOutput([...a.shape.slice(0, -2), m, n], "float32");
+  // The items' shapes [1, m, k] and [1, k, n], as the C function reads them.
+  const shapes = wasm._malloc(24) >>> 0; // an unsigned pointer: the heap may be over 2 GB
+  wasm.HEAP32.set([1, m, k, 1, k, n], shapes / 4);
+  const offsets = [a, b, out].map((t) => backend.getMemoryOffset(t.dataId));
+  const sizes = [m * k, k * n, m * n];
+  for (let i = 0; i < batch; i++) {
+    const [ia, ib, io] = sizes.map((size, j) => {
+      const id = ids.dataIdNextNumber++;
+      wasm.tfjs.registerTensor(id, size, offsets[j] + i * size * 4);
+      return id;
+    });
+    wasm._BatchMatMul(ia, shapes, 3, ib, shapes + 12, 3, 0, 0, io);
+    // Unregisters the ids (and the XNNPACK operator cached for ib); the memory belongs to a, b and out.
+    for (const id of [ia, ib, io]) wasm.tfjs.disposeData(id);
+  }
+  wasm._free(shapes);
   return out;
 }
 
@@ -217,13 +259,29 @@ function shareData(backend: BackendWasm, x: WasmTensor): WasmTensor {
 }
 
 function registerKernels(): void {
-  // Strings live outside the heap; the original kernels keep handling them.
+  // Strings live outside the heap; the original kernels keep handling them (and the cases the replacements
+  // do not cover), so their setup functions carry over.
   const original = (name: string) => tf.getKernel(name, "wasm").kernelFunc;
+  const setup = (name: string) => tf.getKernel(name, "wasm").setupFunc;
   const [slice, splitV, unpack] = [original("Slice"), original("SplitV"), original("Unpack")];
-  const [identity, cast] = [original("Identity"), original("Cast")];
+  const [identity, cast, batchMatMul] = [original("Identity"), original("Cast"), original("BatchMatMul")];
   if ((slice as { replaced?: true }).replaced) return;
 
   const kernels: Record<string, tf.KernelFunc> = {
+    BatchMatMul: (args) => {
+      const { a, b } = args.inputs as { a: WasmTensor; b: WasmTensor };
+      const { transposeA, transposeB } = args.attrs as unknown as tf.BatchMatMulAttrs;
+      const batchDims = a.shape.slice(0, -2);
+      const perItem =
+        !transposeA &&
+        !transposeB &&
+        a.dtype === "float32" &&
+        b.dtype === "float32" &&
+        batchDims.reduce((x, y) => x * y, 1) > 1 &&
+        b.shape.length === a.shape.length &&
+        batchDims.every((d, i) => d === b.shape[i]);
+      return perItem ? batchMatMulPerItem(args.backend as BackendWasm, a, b) : batchMatMul(args);
+    },
     Identity: (args) => {
       const x = args.inputs.x as WasmTensor;
       return x.dtype === "string" ? identity(args) : shareData(args.backend as BackendWasm, x);
@@ -271,10 +329,12 @@ function registerKernels(): void {
     },
   };
   for (const [kernelName, kernelFunc] of Object.entries(kernels)) {
+    const setupFunc = setup(kernelName);
     tf.unregisterKernel(kernelName, "wasm");
     tf.registerKernel({
       kernelName,
       backendName: "wasm",
+      setupFunc,
       kernelFunc: Object.assign(kernelFunc, { replaced: true }),
     });
   }

@@ -13,19 +13,6 @@ import { type ForwardContext, Layer } from "../module.js";
 import { dropout } from "./dropout.js";
 import { Linear } from "./linear.js";
 
-/**
- * `a [N, m, k] @ b [N, k, n]` item by item. Only for tfjs-backend-wasm: it runs any product with a batch
- * dimension in a scalar loop (~2 GFLOP/s), while one 2-D product per item reaches XNNPACK (7-13 GFLOP/s
- * at attention sizes, bench/README.md). Other backends have real batched kernels.
- */
-function batchedProduct(a: tf.Tensor, b: tf.Tensor): tf.Tensor {
-  if (tf.getBackend() !== "wasm") return tf.matMul(a, b);
-  return tf.tidy(() => {
-    const bs = tf.unstack(b);
-    return tf.stack(tf.unstack(a).map((ai, i) => tf.matMul(ai as tf.Tensor2D, bs[i] as tf.Tensor2D)));
-  });
-}
-
 const swapLast = (x: tf.Tensor) => tf.transpose(x, [0, 2, 1]);
 
 export class Attention extends Layer {
@@ -73,25 +60,25 @@ export class Attention extends Layer {
       tf.reshape(tf.transpose(tf.reshape(z, [b, t, h, hd]), [0, 2, 1, 3]), [b * h, t, hd]);
     const mixHeads = tf.customGrad((y, save) => {
       const [q, k, v] = split(y as tf.Tensor);
-      const probs = tf.softmax(batchedProduct(tf.mul(q, scale), swapLast(k))); // [B*heads, T, T]
+      const probs = tf.softmax(tf.matMul(tf.mul(q, scale), swapLast(k))); // [B*heads, T, T]
       const dropped = tf.reshape(this.attn_drop.call(tf.reshape(probs, [b, h, t, t]), ctx), [b * h, t, t]);
       (save as tf.GradSaveFunc)([y as tf.Tensor, probs, dropped]);
       return {
-        value: merge(batchedProduct(dropped, v)),
+        value: merge(tf.matMul(dropped, v)),
         gradFunc: (dy: tf.Tensor, [ys, p, pd]: tf.Tensor[]) =>
           tf.tidy(() => {
             const [q, k, v] = split(ys);
             const dOut = unmerge(dy);
             // Nested tidies free each [B*heads, T, T] temporary as soon as it is used.
-            const dv = tf.tidy(() => batchedProduct(swapLast(pd), dOut));
+            const dv = tf.tidy(() => tf.matMul(swapLast(pd), dOut));
             // Softmax backward through the dropout mask m (pd = p * m, an identity at rate 0), with
             // g = m * p * dL/dpd: dL/dscores = g - p * rowsum(g).
             const dScores = tf.tidy(() => {
-              const g = tf.mul(pd, batchedProduct(dOut, swapLast(v)));
+              const g = tf.mul(pd, tf.matMul(dOut, swapLast(v)));
               return tf.sub(g, tf.mul(p, tf.sum(g, -1, true)));
             });
-            const dq = tf.mul(batchedProduct(dScores, k), scale);
-            const dk = tf.tidy(() => batchedProduct(swapLast(dScores), tf.mul(q, scale)));
+            const dq = tf.mul(tf.matMul(dScores, k), scale);
+            const dk = tf.tidy(() => tf.matMul(swapLast(dScores), tf.mul(q, scale)));
             // dq, dk, dv [B*heads, T, hd] -> [B, 3*heads, T, hd] -> [B, T, 3*heads, hd] = [B, T, 3D]
             const heads = tf.concat(
               [dq, dk, dv].map((z) => tf.reshape(z, [b, h, t, hd])),

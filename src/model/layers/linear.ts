@@ -5,20 +5,24 @@ import { Layer } from "../module.js";
 // y = x W^T, with the backward written out so that all three products are plain 2-D products and the
 // transposes are separate ops: tfjs-backend-wasm sends only untransposed products to XNNPACK, and the
 // transposed ones tfjs's own matMul gradient uses run a scalar loop 10-15x slower (bench/README.md).
-// A transpose costs about 1% of its product, on every backend.
+// A transpose costs a few percent of its product, on every backend.
 const product = (x: tf.Tensor, w: tf.Tensor) => tf.matMul(x, tf.transpose(w));
-// In a tidy: tfjs keeps whatever a gradient function leaves in scope until the whole backward pass ends.
-const productGrads = (dy: tf.Tensor, x: tf.Tensor, w: tf.Tensor) =>
-  tf.tidy(() => [
-    tf.matMul(dy, w), // dx = dy W
-    tf.matMul(tf.transpose(dy), x), // dW = dy^T x
-  ]);
+
+/** [dx, dW, db]: dx = dy W, dW = dy^T x, db = the row sum of dy^T (a sum over the last axis is the fast one). */
+function productGrads(dy: tf.Tensor, x: tf.Tensor, w: tf.Tensor, bias: boolean): tf.Tensor[] {
+  // In a tidy: tfjs keeps whatever a gradient function leaves in scope until the whole backward pass ends.
+  return tf.tidy(() => {
+    const dyT = tf.transpose(dy);
+    const grads = [tf.matMul(dy, w), tf.matMul(dyT, x)];
+    return bias ? [...grads, tf.sum(dyT, -1)] : grads;
+  });
+}
 
 const linearBias = tf.customGrad((x, w, b, save) => {
   (save as tf.GradSaveFunc)([x as tf.Tensor, w as tf.Tensor]);
   return {
     value: tf.add(product(x as tf.Tensor, w as tf.Tensor), b as tf.Tensor),
-    gradFunc: (dy: tf.Tensor, [xs, ws]: tf.Tensor[]) => [...productGrads(dy, xs, ws), tf.sum(dy, 0)],
+    gradFunc: (dy: tf.Tensor, [xs, ws]: tf.Tensor[]) => productGrads(dy, xs, ws, true),
   };
 });
 
@@ -26,7 +30,7 @@ const linearNoBias = tf.customGrad((x, w, save) => {
   (save as tf.GradSaveFunc)([x as tf.Tensor, w as tf.Tensor]);
   return {
     value: product(x as tf.Tensor, w as tf.Tensor),
-    gradFunc: (dy: tf.Tensor, [xs, ws]: tf.Tensor[]) => productGrads(dy, xs, ws),
+    gradFunc: (dy: tf.Tensor, [xs, ws]: tf.Tensor[]) => productGrads(dy, xs, ws, false),
   };
 });
 
