@@ -1,7 +1,15 @@
 import assert from "node:assert/strict";
+import os from "node:os";
 import { test } from "node:test";
 import * as tf from "@tensorflow/tfjs";
-import { type Importer, initBackend, NATIVE_PACKAGES, WASM_PACKAGE } from "../src/backend.js";
+import {
+  defaultThreads,
+  describeBackend,
+  type Importer,
+  initBackend,
+  NATIVE_PACKAGES,
+  WASM_PACKAGE,
+} from "../src/backend.js";
 import { UsageError } from "../src/errors.js";
 
 /** Node's error for a package that is not installed. */
@@ -50,7 +58,7 @@ test("tfjs's Node.js banner is silenced", async () => {
 
 test("auto tries tfjs-node-gpu, tfjs-node, then wasm", async () => {
   const importer = fakeImporter({ missing: [...NATIVE_PACKAGES] });
-  const choice = await initBackend("auto", { importer });
+  const choice = await initBackend("auto", { importer, threads: 1 });
   assert.deepEqual(importer.calls, ["@tensorflow/tfjs-node-gpu", "@tensorflow/tfjs-node", WASM_PACKAGE]);
   assert.deepEqual(choice, {
     name: "wasm",
@@ -59,8 +67,22 @@ test("auto tries tfjs-node-gpu, tfjs-node, then wasm", async () => {
       { name: "tensorflow", reason: "@tensorflow/tfjs-node-gpu not installed" },
       { name: "tensorflow", reason: "@tensorflow/tfjs-node not installed" },
     ],
+    threads: 1,
   });
   assert.equal(tf.getBackend(), "wasm");
+  assert.equal(describeBackend(choice), "wasm (1 thread)");
+});
+
+test("wasm threads: null means one per core; the count is reported", async () => {
+  assert.equal(defaultThreads(), os.availableParallelism());
+  const two = await initBackend("wasm", { threads: 2 });
+  assert.equal(two.threads, 2, two.note);
+  assert.equal(describeBackend(two), "wasm (2 threads)");
+  assert.equal(
+    tf.tidy(() => tf.sum(tf.matMul(tf.ones([3, 4]), tf.ones([4, 5]))).arraySync()),
+    60,
+  );
+  assert.equal((await initBackend("wasm", { threads: 1 })).threads, 1);
 });
 
 test("auto falls back to cpu when wasm is missing too", async () => {

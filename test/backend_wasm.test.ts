@@ -41,6 +41,45 @@ test("slice, split and unstack on wasm match the cpu backend for every layout an
   assert.deepEqual(wasm, cpu);
 });
 
+test("batched products (one XNNPACK product per item) match the cpu backend; other forms fall back", async () => {
+  const [cpu, wasm] = await onBoth(() =>
+    tf.tidy(() => {
+      const rand = (shape: number[], seed: number) => tf.randomNormal(shape, 0, 1, "float32", seed);
+      const [a, b] = [rand([2, 3, 5, 7], 1), rand([2, 3, 7, 4], 2)];
+      const [c, d] = [rand([6, 5, 7], 3), rand([6, 4, 7], 4)];
+      return [
+        tf.matMul(a, b), // rank 4, per item
+        tf.matMul(c, tf.transpose(d, [0, 2, 1])), // rank 3, per item
+        tf.matMul(c, d, false, true), // transposed: tfjs's own kernel
+        tf.matMul(c, rand([1, 7, 2], 5)), // broadcast batch: tfjs's own kernel
+        tf.matMul(rand([5, 7], 6), rand([7, 3], 7)), // 2-D: tfjs's own kernel
+      ].map((t) => ({ shape: t.shape, data: Array.from(t.dataSync()) }));
+    }),
+  );
+  for (const [i, got] of wasm.entries()) {
+    assert.deepEqual(got.shape, cpu[i].shape);
+    const err = Math.max(...got.data.map((v, j) => Math.abs(v - cpu[i].data[j])));
+    assert.ok(err < 1e-5, `case ${i}: max |wasm - cpu| = ${err}`);
+  }
+});
+
+test("clone and same-dtype cast share the data instead of copying it", async () => {
+  await initWasm({ threads: 1 });
+  const x = tf.tensor([1, 2, 3]);
+  const [clone, cast] = [tf.clone(x), tf.cast(x, "float32")];
+  assert.deepEqual([clone.dataId, cast.dataId], [x.dataId, x.dataId]);
+  x.dispose();
+  assert.deepEqual(
+    [Array.from(clone.dataSync()), Array.from(cast.dataSync())],
+    [
+      [1, 2, 3],
+      [1, 2, 3],
+    ],
+  );
+  assert.deepEqual(Array.from(tf.cast(clone, "int32").dataSync()), [1, 2, 3]);
+  tf.dispose([clone, cast]);
+});
+
 test("a slice taken after the heap grows still reads the right values", async () => {
   await initWasm({ threads: 1 });
   const x = tf.randomNormal([64, 1000], 0, 1, "float32", 7);

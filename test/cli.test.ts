@@ -141,6 +141,7 @@ describe("vit (child process)", { concurrency: 2 }, () => {
         r.stdout,
         /^skipped {5}tensorflow: @tensorflow\/tfjs-node-gpu (not installed|failed to load)/m,
       );
+      assert.match(r.stdout, /^wasm {8}SIMD (yes|no), \d+ thread\(s\) \(--threads\)$/m);
     }
   });
 

@@ -8,13 +8,22 @@ import { Layer } from "../module.js";
 // A transpose costs a few percent of its product, on every backend.
 const product = (x: tf.Tensor, w: tf.Tensor) => tf.matMul(x, tf.transpose(w));
 
-/** [dx, dW, db]: dx = dy W, dW = dy^T x, db = the row sum of dy^T (a sum over the last axis is the fast one). */
+/**
+ * [dx, dW, db]: dx = dy W, and dW = dy^T x or (x^T dy)^T, whichever makes the product's right operand
+ * the narrower of x and dy: XNNPACK repacks the right operand of every product, and packing a wide
+ * [M, 768] one costs about a third of the product (bench/README.md).
+ */
 function productGrads(dy: tf.Tensor, x: tf.Tensor, w: tf.Tensor, bias: boolean): tf.Tensor[] {
   // In a tidy: tfjs keeps whatever a gradient function leaves in scope until the whole backward pass ends.
   return tf.tidy(() => {
+    const dx = tf.matMul(dy, w);
+    if (x.shape[x.rank - 1] > dy.shape[dy.rank - 1]) {
+      const dW = tf.transpose(tf.matMul(tf.transpose(x), dy));
+      return bias ? [dx, dW, tf.sum(dy, 0)] : [dx, dW];
+    }
     const dyT = tf.transpose(dy);
-    const grads = [tf.matMul(dy, w), tf.matMul(dyT, x)];
-    return bias ? [...grads, tf.sum(dyT, -1)] : grads;
+    // The bias gradient as a sum over the last axis of dy^T: wasm's sum over the first axis transposes first.
+    return bias ? [dx, tf.matMul(dyT, x), tf.sum(dyT, -1)] : [dx, tf.matMul(dyT, x)];
   });
 }
 
