@@ -10,9 +10,10 @@
 //
 // FLOPs count the matMuls only (modelStats: patch embedding, qkv, q k^T, attn v, proj, MLP, head),
 // 2 per multiply-accumulate; a training step is 3x the forward. "efficiency" divides the model's
-// achieved GFLOP/s by the backend's GFLOP/s on a 1024^3 product measured in the same process; that
-// product gets a new right operand at every repetition, as every product in training does (the wasm
-// backend packs and caches a right operand by tensor id, which `matmul_packed_gflops` shows).
+// achieved GFLOP/s (its fastest step) by the backend's GFLOP/s on 1024^3 products measured in the same
+// process: 8 back-to-back products, each with a new right operand as every product in training has (the
+// wasm backend packs and caches a right operand by tensor id), timed together like a step; the better
+// of a measurement before and one after the model. `matmul_fastest_gflops` is the fastest single one.
 import { spawn } from "node:child_process";
 import os from "node:os";
 import { fileURLToPath } from "node:url";
@@ -53,6 +54,8 @@ const { values: args } = parseArgs({
     only: { type: "string" },
     steps: { type: "string", default: "3" },
     warmup: { type: "string", default: "2" },
+    // Overrides every model's batch size (e.g. to fit a slower or hungrier build in memory).
+    batch: { type: "string" },
     child: { type: "string" },
   },
 });
@@ -74,34 +77,28 @@ function timeCalls(fn: () => void, warm: number, reps: number): number[] {
   });
 }
 
-/** GFLOP/s of a 1024^3 product: with a new right operand per call, and with the same one. */
-function matMulSpeed(): { fresh: number; packed: number } {
+/**
+ * GFLOP/s of 1024^3 products with a new right operand each: sustained over `reps` back-to-back products
+ * (like a training step, which runs for seconds) and the fastest single product.
+ */
+function matMulSpeed(reps = 8): { sustained: number; fastest: number } {
   const n = 1024;
-  const reps = 5;
   const a = tf.randomNormal([n, n], 0, 1, "float32", 1);
   const b = tf.randomNormal([n, n], 0, 1, "float32", 2);
   const copies = Array.from({ length: reps + 1 }, (_, i) => tf.add(b, i * 1e-3));
   // Reading one element makes an asynchronous backend finish the product inside the timing.
-  const product = (right: () => tf.Tensor) => () =>
-    tf.tidy(() => tf.slice(tf.matMul(a, right()), [0, 0], [1, 1]).dataSync());
   let i = 0;
-  const gflops = (times: number[]) => (2 * n ** 3) / best(times) / 1e6;
-  const fresh = gflops(
-    timeCalls(
-      product(() => copies[i++]),
-      1,
-      reps,
-    ),
-  );
-  const packed = gflops(
-    timeCalls(
-      product(() => b),
-      1,
-      reps,
-    ),
+  const times = timeCalls(
+    () => tf.tidy(() => tf.slice(tf.matMul(a, copies[i++]), [0, 0], [1, 1]).dataSync()),
+    1,
+    reps,
   );
   tf.dispose([a, b, ...copies]);
-  return { fresh, packed };
+  const flops = 2 * n ** 3;
+  return {
+    sustained: (flops * reps) / times.reduce((x, y) => x + y) / 1e6,
+    fastest: flops / best(times) / 1e6,
+  };
 }
 
 function randomBatch(size: number, [h, w, c]: [number, number, number], classes: number, seed: number) {
@@ -160,7 +157,7 @@ async function runChild(spec: BenchModel): Promise<void> {
   );
   const matmulAfter = matMulSpeed();
   // The faster of the two measurements: the machine may be shared, and load only ever slows a run.
-  const matmul = matmulBefore.fresh > matmulAfter.fresh ? matmulBefore : matmulAfter;
+  const matmul = matmulBefore.sustained > matmulAfter.sustained ? matmulBefore : matmulAfter;
 
   const forwardFlops = 2 * modelStats(cfg, cfg.num_classes).macs * spec.batch;
   const trainGflops = (3 * forwardFlops) / best(trainMs) / 1e6;
@@ -178,10 +175,10 @@ async function runChild(spec: BenchModel): Promise<void> {
     infer_ms: round(best(inferMs), 0),
     train_gflops: round(trainGflops, 1),
     infer_gflops: round(inferGflops, 1),
-    matmul_gflops: round(matmul.fresh, 1),
-    matmul_packed_gflops: round(matmul.packed, 1),
-    train_efficiency: round(trainGflops / matmul.fresh),
-    infer_efficiency: round(inferGflops / matmul.fresh),
+    matmul_gflops: round(matmul.sustained, 1),
+    matmul_fastest_gflops: round(Math.max(matmulBefore.fastest, matmulAfter.fastest), 1),
+    train_efficiency: round(trainGflops / matmul.sustained),
+    infer_efficiency: round(inferGflops / matmul.sustained),
     forward_gflop_per_image: round(forwardFlops / spec.batch / 1e9, 3),
     peak_rss_mb: Math.round(process.resourceUsage().maxRSS / 1024),
     tensors: tensorsAfter,
@@ -195,22 +192,42 @@ async function runChild(spec: BenchModel): Promise<void> {
   console.log(JSON.stringify(line));
 }
 
-/** Runs one model in a child process (this script with --child) and returns its JSON line. */
+/**
+ * Runs one model in a child process (this script with --child) and returns its JSON line, or a line
+ * with the child's error (e.g. the wasm heap running out) so the other models still run.
+ */
 function runInChild(name: string, passthrough: string[]): Promise<Record<string, unknown>> {
   const script = fileURLToPath(import.meta.url);
   const child = spawn(process.execPath, [...process.execArgv, script, "--child", name, ...passthrough], {
-    stdio: ["ignore", "pipe", "inherit"],
+    stdio: ["ignore", "pipe", "pipe"],
   });
   let out = "";
+  let err = "";
   child.stdout.on("data", (chunk: Buffer) => {
     out += chunk;
   });
-  return new Promise((resolve, reject) => {
+  child.stderr.on("data", (chunk: Buffer) => {
+    err += chunk;
+  });
+  return new Promise((resolve) => {
     child.on("close", (code) => {
-      if (code !== 0) return reject(new Error(`bench ${name}: child exited with code ${code}`));
-      const line = out.trim().split("\n").pop()!;
-      process.stdout.write(`${line}\n`);
-      resolve(JSON.parse(line));
+      const line = out.trim().split("\n").pop();
+      const result: Record<string, unknown> =
+        code === 0 && line
+          ? JSON.parse(line)
+          : {
+              bench: "model",
+              model: name,
+              // emscripten prints its whole minified source before the error: keep the error lines.
+              error: err
+                .split("\n")
+                .filter((l) => /^\w*Error|^Aborted/.test(l))
+                .slice(0, 2)
+                .join("; ")
+                .slice(0, 300),
+            };
+      process.stdout.write(`${JSON.stringify(result)}\n`);
+      resolve(result);
     });
   });
 }
@@ -231,20 +248,22 @@ function summary(rows: Record<string, unknown>[]): string {
   ];
   const cells = [
     columns.map(([, title]) => title),
-    ...rows.map((r) => columns.map(([key]) => String(r[key]))),
+    // A failed model shows "failed" in its first number column; its error is printed below the table.
+    ...rows.map((r) =>
+      columns.map(([key], i) => (r.error && i > 0 ? (i === 1 ? "failed" : "") : String(r[key]))),
+    ),
   ];
   const widths = columns.map((_, i) => Math.max(...cells.map((c) => c[i].length)));
   const lines = cells.map((c) =>
     c.map((cell, i) => (i === 0 ? cell.padEnd(widths[i]) : cell.padStart(widths[i]))).join("  "),
   );
-  const first = rows[0];
+  const ran = rows.find((r) => !r.error);
+  const load = os.loadavg().map((l) => round(l));
   return [
-    `backend ${first?.backend_description} on ${os.availableParallelism()} cores, load average ${os
-      .loadavg()
-      .map((l) => round(l))
-      .join(" ")}`,
+    `backend ${ran?.backend_description ?? args.backend} on ${os.availableParallelism()} cores, load average ${load.join(" ")}`,
     ...lines,
-    "efficiency = achieved matMul GFLOP/s / the backend's 1024^3 matMul GFLOP/s (new operand per product).",
+    ...rows.filter((r) => r.error).map((r) => `${r.model} failed: ${r.error}`),
+    "efficiency = the model's matMul GFLOP/s / the backend's on 1024^3 products (sustained, new operands).",
     "Data loader images/s: npm run bench:data.",
   ].join("\n");
 }
@@ -252,11 +271,12 @@ function summary(rows: Record<string, unknown>[]): string {
 if (args.child) {
   const spec = MODELS.find((m) => m.name === args.child);
   if (!spec) throw new Error(`--child ${args.child}: unknown model`);
-  await runChild(spec);
+  await runChild(args.batch === undefined ? spec : { ...spec, batch: Number(args.batch) });
 } else {
   const only = args.only === undefined ? undefined : new RegExp(args.only);
   const passthrough = ["--backend", args.backend, "--steps", args.steps, "--warmup", args.warmup];
   if (args.threads !== undefined) passthrough.push("--threads", args.threads);
+  if (args.batch !== undefined) passthrough.push("--batch", args.batch);
   const rows: Record<string, unknown>[] = [];
   for (const spec of MODELS.filter((m) => !only || only.test(m.name))) {
     rows.push(await runInChild(spec.name, passthrough));
