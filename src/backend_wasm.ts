@@ -248,6 +248,50 @@ function batchMatMulPerItem(backend: BackendWasm, a: WasmTensor, b: WasmTensor):
   return out;
 }
 
+// tfjs-backend-wasm's 2-D Transpose, and its Sum over leading axes (which transposes first), write with a
+// stride of one output row. When that row is a multiple of 128 floats long (a batch of 128 x 65 or 256 x 50
+// tokens) the writes fall into a few cache sets and run 3-8x slower than for other sizes. For those sizes
+// these read 8 (transpose) or 4 (sum) rows at a time and write in runs; for the others tfjs's own kernels
+// stay faster. The sum adds in the same order, in float32, so its results are bit-identical.
+// (So the loops below can take 8 and 4 rows at a time with no remainder.)
+const aliased = (rowLength: number) => rowLength % 128 === 0;
+
+function transpose2d(backend: BackendWasm, x: WasmTensor): WasmTensor {
+  const [m, n] = x.shape;
+  const out = backend.makeOutput([n, m], x.dtype);
+  const src = backend.typedArrayFromHeap(x);
+  const dst = backend.typedArrayFromHeap(out);
+  for (let i = 0; i < m; i += 8) {
+    const o = i * n;
+    for (let j = 0; j < n; j++) {
+      const d = j * m + i;
+      for (let r = 0; r < 8; r++) dst[d + r] = src[o + r * n + j];
+    }
+  }
+  return out;
+}
+
+function sumLeading(backend: BackendWasm, x: WasmTensor, reduced: number, keepDims: boolean): WasmTensor {
+  const rows = x.shape.slice(0, reduced).reduce((a, b) => a * b, 1);
+  const kept = x.shape.slice(reduced);
+  const out = backend.makeOutput(
+    keepDims ? [...x.shape.slice(0, reduced).fill(1), ...kept] : kept,
+    "float32",
+  );
+  const src = backend.typedArrayFromHeap(x);
+  const acc = backend.typedArrayFromHeap(out) as Float32Array;
+  const n = acc.length;
+  const f = Math.fround;
+  acc.fill(0);
+  for (let i = 0; i < rows; i += 4) {
+    const o = i * n;
+    for (let j = 0; j < n; j++) {
+      acc[j] = f(f(f(f(acc[j] + src[o + j]) + src[o + n + j]) + src[o + 2 * n + j]) + src[o + 3 * n + j]);
+    }
+  }
+  return out;
+}
+
 // tfjs-backend-wasm's Identity and Cast copy their input even when nothing changes. tfjs runs Identity
 // (engine.clone) on every tensor it saves for the backward pass, so a training step held a second copy of
 // every saved activation (vit_tiny at batch 32 ran out of the 4 GB wasm heap) and spent time copying it.
@@ -265,6 +309,7 @@ function registerKernels(): void {
   const setup = (name: string) => tf.getKernel(name, "wasm").setupFunc;
   const [slice, splitV, unpack] = [original("Slice"), original("SplitV"), original("Unpack")];
   const [identity, cast, batchMatMul] = [original("Identity"), original("Cast"), original("BatchMatMul")];
+  const [transpose, sum] = [original("Transpose"), original("Sum")];
   if ((slice as { replaced?: true }).replaced) return;
 
   const kernels: Record<string, tf.KernelFunc> = {
@@ -281,6 +326,23 @@ function registerKernels(): void {
         b.shape.length === a.shape.length &&
         batchDims.every((d, i) => d === b.shape[i]);
       return perItem ? batchMatMulPerItem(args.backend as BackendWasm, a, b) : batchMatMul(args);
+    },
+    Transpose: (args) => {
+      const x = args.inputs.x as WasmTensor;
+      const { perm } = args.attrs as unknown as tf.TransposeAttrs;
+      const plain = x.shape.length === 2 && perm[0] === 1 && (x.dtype === "float32" || x.dtype === "int32");
+      return plain && aliased(x.shape[0]) ? transpose2d(args.backend as BackendWasm, x) : transpose(args);
+    },
+    Sum: (args) => {
+      const x = args.inputs.x as WasmTensor;
+      const { axis, keepDims } = args.attrs as unknown as tf.SumAttrs;
+      const axes = tf.util.parseAxisParam(axis, x.shape).sort((a, b) => a - b);
+      // The reduced axes are the first ones (and not all of them): a sum over rows.
+      const leading = axes.length < x.shape.length && axes.every((a, i) => a === i);
+      const rows = x.shape.slice(0, axes.length).reduce((a, b) => a * b, 1);
+      return x.dtype === "float32" && leading && aliased(rows)
+        ? sumLeading(args.backend as BackendWasm, x, axes.length, keepDims)
+        : sum(args);
     },
     Identity: (args) => {
       const x = args.inputs.x as WasmTensor;

@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { spawnSync } from "node:child_process";
 import os from "node:os";
 import { test } from "node:test";
 import * as tf from "@tensorflow/tfjs";
@@ -71,6 +72,28 @@ test("auto tries tfjs-node-gpu, tfjs-node, then wasm", async () => {
   });
   assert.equal(tf.getBackend(), "wasm");
   assert.equal(describeBackend(choice), "wasm (1 thread)");
+});
+
+test("wasm falls back to 1 thread, with a note, when the multi-threaded build cannot start", () => {
+  // In a child process: the test breaks shared wasm memory, which the threaded build needs.
+  const script = `
+    const Memory = WebAssembly.Memory;
+    WebAssembly.Memory = function (d) { if (d.shared) throw new Error("no shared memory"); return new Memory(d); };
+    const { initBackend } = await import("./src/backend.ts");
+    console.log(JSON.stringify(await initBackend("wasm", { threads: 2 })));
+  `;
+  const r = spawnSync(process.execPath, ["--import", "tsx", "--input-type=module", "-e", script], {
+    cwd: new URL("..", import.meta.url),
+    encoding: "utf8",
+    timeout: 60_000,
+  });
+  assert.equal(r.status, 0, r.stderr);
+  const choice = JSON.parse(r.stdout);
+  assert.deepEqual([choice.name, choice.threads], ["wasm", 1]);
+  assert.match(
+    choice.note,
+    /^the multi-threaded wasm build failed to start \(.*no shared memory\); running on 1 thread$/,
+  );
 });
 
 test("wasm threads: null means one per core; the count is reported", async () => {

@@ -63,6 +63,43 @@ test("batched products (one XNNPACK product per item) match the cpu backend; oth
   }
 });
 
+test("2-D transposes and sums over leading axes (rows a multiple of 128 or not) match the cpu backend", async () => {
+  const shapes = [
+    [512, 7],
+    [12800, 3],
+    [9, 1],
+  ];
+  const [cpu, wasm] = await onBoth(() =>
+    tf.tidy(() =>
+      shapes.flatMap(([m, n], i) => {
+        const x = tf.randomNormal([m, n], 0, 1, "float32", i + 1); // seed 0 means unseeded
+        const x3 = tf.reshape(x, [1, m, n]);
+        return values([
+          tf.transpose(x),
+          tf.transpose(tf.cast(x, "int32")),
+          tf.sum(x, 0),
+          tf.sum(x3, [0, 1], true),
+          tf.sum(x3, 0),
+          tf.sum(x, -1), // not a leading-axes sum: tfjs's own kernel
+        ]);
+      }),
+    ),
+  );
+  for (const [i, got] of wasm.entries()) {
+    assert.deepEqual([got.shape, got.dtype], [cpu[i].shape, cpu[i].dtype], `output ${i}`);
+    const err = Math.max(...got.data.map((v, j) => Math.abs(v - cpu[i].data[j])));
+    // cpu sums in float64: 12800 float32 additions differ by up to ~1e-4.
+    assert.ok(err <= 1e-3, `output ${i}: max |wasm - cpu| = ${err}`);
+  }
+  // Transposes are exact, and a column sum adds the rows in order in float32, as tfjs's own kernel does.
+  assert.deepEqual(wasm[0], cpu[0]);
+  const x = tf.randomNormal([256, 5], 0, 1, "float32", 9);
+  const rows = x.arraySync() as number[][];
+  const expected = rows[0].map((_, j) => rows.reduce((acc, row) => Math.fround(acc + row[j]), 0));
+  assert.deepEqual(Array.from(tf.sum(x, 0).dataSync()), expected);
+  x.dispose();
+});
+
 test("clone and same-dtype cast share the data instead of copying it", async () => {
   await initWasm({ threads: 1 });
   const x = tf.tensor([1, 2, 3]);

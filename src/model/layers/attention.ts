@@ -2,14 +2,14 @@
  * timm's multi-head self-attention: one fused qkv projection whose output rows are q | k | v, each
  * split into heads of head_dim consecutive rows; softmax((q * head_dim^-0.5) k^T) v; output proj.
  *
- * Between the two projections the computation is one tape node with its backward written out. tfjs keeps
- * every taped intermediate and its gradient until the whole backward pass ends; the ~15 ops of the head
- * split, products, softmax and merge held several copies of the qkv output and of [B, heads, T, T]
- * (vit_tiny at batch 32 did not fit the 4 GB wasm heap). The node saves the qkv output and the
- * probabilities; the backward pass splits q, k, v again (a transpose).
+ * Between the two projections the computation is one custom op (./custom_op.ts): as ~15 taped ops (head
+ * split, products, softmax, merge) it held several copies of the qkv output and of [B, heads, T, T] until
+ * the backward pass ended. It saves the qkv output and the probabilities; its backward pass splits q, k, v
+ * again (a transpose).
  */
 import * as tf from "@tensorflow/tfjs";
 import { type ForwardContext, Layer } from "../module.js";
+import { customOp } from "./custom_op.js";
 import { dropout } from "./dropout.js";
 import { Linear } from "./linear.js";
 
@@ -58,36 +58,34 @@ export class Attention extends Layer {
       tf.reshape(tf.transpose(tf.reshape(z, [b, h, t, hd]), [0, 2, 1, 3]), [b, t, h * hd]);
     const unmerge = (z: tf.Tensor) =>
       tf.reshape(tf.transpose(tf.reshape(z, [b, t, h, hd]), [0, 2, 1, 3]), [b * h, t, hd]);
-    const mixHeads = tf.customGrad((y, save) => {
-      const [q, k, v] = split(y as tf.Tensor);
-      const probs = tf.softmax(tf.matMul(tf.mul(q, scale), swapLast(k))); // [B*heads, T, T]
-      const dropped = tf.reshape(this.attn_drop.call(tf.reshape(probs, [b, h, t, t]), ctx), [b * h, t, t]);
-      (save as tf.GradSaveFunc)([y as tf.Tensor, probs, dropped]);
-      return {
-        value: merge(tf.matMul(dropped, v)),
-        gradFunc: (dy: tf.Tensor, [ys, p, pd]: tf.Tensor[]) =>
-          tf.tidy(() => {
-            const [q, k, v] = split(ys);
-            const dOut = unmerge(dy);
-            // Nested tidies free each [B*heads, T, T] temporary as soon as it is used.
-            const dv = tf.tidy(() => tf.matMul(swapLast(pd), dOut));
-            // Softmax backward through the dropout mask m (pd = p * m, an identity at rate 0), with
-            // g = m * p * dL/dpd: dL/dscores = g - p * rowsum(g).
-            const dScores = tf.tidy(() => {
-              const g = tf.mul(pd, tf.matMul(dOut, swapLast(v)));
-              return tf.sub(g, tf.mul(p, tf.sum(g, -1, true)));
-            });
-            const dq = tf.mul(tf.matMul(dScores, k), scale);
-            const dk = tf.tidy(() => tf.matMul(swapLast(dScores), tf.mul(q, scale)));
-            // dq, dk, dv [B*heads, T, hd] -> [B, 3*heads, T, hd] -> [B, T, 3*heads, hd] = [B, T, 3D]
-            const heads = tf.concat(
-              [dq, dk, dv].map((z) => tf.reshape(z, [b, h, t, hd])),
-              1,
-            );
-            return tf.reshape(tf.transpose(heads, [0, 2, 1, 3]), [b, t, 3 * h * hd]);
-          }),
-      };
-    });
+    const mixHeads = customOp(
+      (y) => {
+        const [q, k, v] = split(y);
+        const probs = tf.softmax(tf.matMul(tf.mul(q, scale), swapLast(k))); // [B*heads, T, T]
+        const dropped = tf.reshape(this.attn_drop.call(tf.reshape(probs, [b, h, t, t]), ctx), [b * h, t, t]);
+        return { value: merge(tf.matMul(dropped, v)), save: [y, probs, dropped] };
+      },
+      (dy, [y, p, pd]) => {
+        const [q, k, v] = split(y);
+        const dOut = unmerge(dy);
+        // Nested tidies free each [B*heads, T, T] temporary as soon as it is used.
+        const dv = tf.tidy(() => tf.matMul(swapLast(pd), dOut));
+        // Softmax backward through the dropout mask m (pd = p * m, an identity at rate 0), with
+        // g = m * p * dL/dpd: dL/dscores = g - p * rowsum(g).
+        const dScores = tf.tidy(() => {
+          const g = tf.mul(pd, tf.matMul(dOut, swapLast(v)));
+          return tf.sub(g, tf.mul(p, tf.sum(g, -1, true)));
+        });
+        const dq = tf.mul(tf.matMul(dScores, k), scale);
+        const dk = tf.tidy(() => tf.matMul(swapLast(dScores), tf.mul(q, scale)));
+        // dq, dk, dv [B*heads, T, hd] -> [B, 3*heads, T, hd] -> [B, T, 3*heads, hd] = [B, T, 3D]
+        const heads = tf.concat(
+          [dq, dk, dv].map((z) => tf.reshape(z, [b, h, t, hd])),
+          1,
+        );
+        return [tf.reshape(tf.transpose(heads, [0, 2, 1, 3]), [b, t, 3 * h * hd])];
+      },
+    );
     return mixHeads(qkv);
   }
 }

@@ -2,9 +2,19 @@
 import * as tf from "@tensorflow/tfjs";
 import { type ForwardContext, Layer } from "../module.js";
 import { Attention } from "./attention.js";
+import { customOp } from "./custom_op.js";
 import { dropPath } from "./drop_path.js";
 import { LayerNorm } from "./layer_norm.js";
 import { Mlp } from "./mlp.js";
+
+/**
+ * x + branch as a custom op that saves nothing: tfjs's add keeps both inputs alive for the backward pass
+ * (only to read their shapes), two activations per residual. The gradient is dy for both, as two tensors.
+ */
+const residual = customOp(
+  (x, branch) => ({ value: tf.add(x, branch), save: [] }),
+  (dy) => [tf.clone(dy), tf.clone(dy)],
+);
 
 export interface BlockOptions {
   dim: number;
@@ -41,7 +51,7 @@ export class Block extends Layer {
   }
 
   forward(x: tf.Tensor, ctx: ForwardContext): tf.Tensor {
-    const h = tf.add(x, this.drop_path1.call(this.attn.call(this.norm1.call(x, ctx), ctx), ctx));
-    return tf.add(h, this.drop_path2.call(this.mlp.call(this.norm2.call(h, ctx), ctx), ctx));
+    const h = residual(x, this.drop_path1.call(this.attn.call(this.norm1.call(x, ctx), ctx), ctx));
+    return residual(h, this.drop_path2.call(this.mlp.call(this.norm2.call(h, ctx), ctx), ctx));
   }
 }

@@ -4,7 +4,15 @@
  */
 import * as tf from "@tensorflow/tfjs";
 import { type ForwardContext, Identity, Layer } from "../module.js";
+import { customOp } from "./custom_op.js";
 import { keepMask } from "./dropout.js";
+
+/** x * mask as a custom op that saves only the mask (tfjs's mul would also keep x for the backward pass). */
+const scaleBy = (mask: tf.Tensor) =>
+  customOp(
+    (x) => ({ value: tf.mul(x, mask), save: [mask] }),
+    (dy, [m]) => [tf.mul(dy, m)],
+  );
 
 export class DropPath extends Layer {
   constructor(readonly rate: number) {
@@ -15,8 +23,11 @@ export class DropPath extends Layer {
     if (!ctx.training) return x;
     const batch = x.shape[0];
     // One draw per sample, broadcast over the sample's tokens and channels: [B, 1, ..., 1].
-    const shape = [batch, ...x.shape.slice(1).map(() => 1)];
-    return tf.mul(x, tf.tensor(keepMask(batch, 1 - this.rate, ctx.nextRng()), shape));
+    const mask = tf.tensor(keepMask(batch, 1 - this.rate, ctx.nextRng()), [
+      batch,
+      ...x.shape.slice(1).map(() => 1),
+    ]);
+    return scaleBy(mask)(x);
   }
 }
 

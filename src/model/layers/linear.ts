@@ -1,47 +1,40 @@
 /** torch.nn.Linear: weight `[out, in]` (PyTorch layout), y = x W^T + b over the last axis. */
 import * as tf from "@tensorflow/tfjs";
 import { Layer } from "../module.js";
+import { customOp } from "./custom_op.js";
 
 // y = x W^T, with the backward written out so that all three products are plain 2-D products and the
 // transposes are separate ops: tfjs-backend-wasm sends only untransposed products to XNNPACK, and the
 // transposed ones tfjs's own matMul gradient uses run a scalar loop 10-15x slower (bench/README.md).
 // A transpose costs a few percent of its product, on every backend.
-const product = (x: tf.Tensor, w: tf.Tensor) => tf.matMul(x, tf.transpose(w));
+// The bias is added by the product itself (XNNPACK and TensorFlow fold it in; a separate add is a pass).
+const product = (x: tf.Tensor, w: tf.Tensor, bias?: tf.Tensor) =>
+  tf.fused.matMul({ a: x as tf.Tensor2D, b: tf.transpose(w) as tf.Tensor2D, bias });
 
 /**
- * [dx, dW, db]: dx = dy W, and dW = dy^T x or (x^T dy)^T, whichever makes the product's right operand
- * the narrower of x and dy: XNNPACK repacks the right operand of every product, and packing a wide
- * [M, 768] one costs about a third of the product (bench/README.md).
+ * [dx, dW]: dx = dy W, and dW = dy^T x or (x^T dy)^T, whichever makes the product's right operand the
+ * narrower of x and dy: XNNPACK repacks the right operand of every product, and packing a wide [M, 768]
+ * one costs about a third of the product (bench/README.md). With a bias, db: a sum of dy over rows.
  */
 function productGrads(dy: tf.Tensor, x: tf.Tensor, w: tf.Tensor, bias: boolean): tf.Tensor[] {
-  // In a tidy: tfjs keeps whatever a gradient function leaves in scope until the whole backward pass ends.
-  return tf.tidy(() => {
-    const dx = tf.matMul(dy, w);
-    if (x.shape[x.rank - 1] > dy.shape[dy.rank - 1]) {
-      const dW = tf.transpose(tf.matMul(tf.transpose(x), dy));
-      return bias ? [dx, dW, tf.sum(dy, 0)] : [dx, dW];
-    }
-    const dyT = tf.transpose(dy);
-    // The bias gradient as a sum over the last axis of dy^T: wasm's sum over the first axis transposes first.
-    return bias ? [dx, tf.matMul(dyT, x), tf.sum(dyT, -1)] : [dx, tf.matMul(dyT, x)];
-  });
+  const dx = tf.matMul(dy, w);
+  if (x.shape[x.rank - 1] > dy.shape[dy.rank - 1]) {
+    const dW = tf.transpose(tf.matMul(tf.transpose(x), dy));
+    return bias ? [dx, dW, tf.sum(dy, 0)] : [dx, dW];
+  }
+  const dyT = tf.transpose(dy);
+  return bias ? [dx, tf.matMul(dyT, x), tf.sum(dyT, -1)] : [dx, tf.matMul(dyT, x)];
 }
 
-const linearBias = tf.customGrad((x, w, b, save) => {
-  (save as tf.GradSaveFunc)([x as tf.Tensor, w as tf.Tensor]);
-  return {
-    value: tf.add(product(x as tf.Tensor, w as tf.Tensor), b as tf.Tensor),
-    gradFunc: (dy: tf.Tensor, [xs, ws]: tf.Tensor[]) => productGrads(dy, xs, ws, true),
-  };
-});
+const linearBias = customOp(
+  (x, w, b) => ({ value: product(x, w, b), save: [x, w] }),
+  (dy, [x, w]) => productGrads(dy, x, w, true),
+);
 
-const linearNoBias = tf.customGrad((x, w, save) => {
-  (save as tf.GradSaveFunc)([x as tf.Tensor, w as tf.Tensor]);
-  return {
-    value: product(x as tf.Tensor, w as tf.Tensor),
-    gradFunc: (dy: tf.Tensor, [xs, ws]: tf.Tensor[]) => productGrads(dy, xs, ws, false),
-  };
-});
+const linearNoBias = customOp(
+  (x, w) => ({ value: product(x, w), save: [x, w] }),
+  (dy, [x, w]) => productGrads(dy, x, w, false),
+);
 
 /**
  * `x [M, in] -> [M, out]` with a PyTorch-layout weight. Every matMul against a weight goes through
