@@ -6,8 +6,8 @@
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { DataError } from "../errors.js";
-import { isImagePath } from "../predict/inputs.js";
 import { classIndex, type Dataset, describeClasses, type OpenOptions, type Sample } from "./dataset.js";
+import { isImagePath } from "./image_files.js";
 
 const byCodePoint = (a: string, b: string) => (a < b ? -1 : a > b ? 1 : 0);
 

@@ -13,7 +13,7 @@ import { Rng, streamKey } from "../model/random.js";
 import { randint, uniform } from "./random.js";
 
 /** Bump when the drawing changes, so stale caches are not reused. */
-const VERSION = 2;
+const VERSION = 3;
 
 type Draw = (rng: Rng) => string;
 
@@ -45,7 +45,7 @@ const SHAPES: Record<string, Draw> = {
   cross: () => `<path d="M-0.27,-0.95H0.27V-0.27H0.95V0.27H0.27V0.95H-0.27V0.27H-0.95V-0.27H-0.27Z"/>`,
   ring: (rng) =>
     `<circle r="0.68" fill="none" stroke="currentColor" stroke-width="${uniform(rng, 0.28, 0.4)}"/>`,
-  hexagon: () => polygon(6, 0.95, 0.95, 0),
+  bar: () => `<rect x="-0.95" y="-0.2" width="1.9" height="0.4"/>`,
   stripes: (rng) => {
     const n = randint(rng, 3, 4);
     const step = 1.7 / n;

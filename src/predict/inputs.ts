@@ -6,23 +6,7 @@
  */
 import * as fs from "node:fs";
 import * as path from "node:path";
-
-export const IMAGE_EXTENSIONS: ReadonlySet<string> = new Set([
-  ".jpg",
-  ".jpeg",
-  ".png",
-  ".webp",
-  ".gif",
-  ".tif",
-  ".tiff",
-  ".avif",
-  ".heic",
-  ".heif",
-]);
-
-export function isImagePath(p: string): boolean {
-  return IMAGE_EXTENSIONS.has(path.extname(p).toLowerCase());
-}
+import { isImagePath } from "../data/image_files.js";
 
 export function hasGlob(s: string): boolean {
   return /[*?]/.test(s);

@@ -494,14 +494,7 @@ class Trainer {
     model.dispose();
     emaModel?.dispose();
     state.teacher?.dispose();
-    // A worker still building prefetched batches (after a stop mid-epoch) takes a while to end, and
-    // worker.terminate()'s promise does not hold Node's event loop open: keep it open meanwhile.
-    const keepAlive = setInterval(() => {}, 60_000);
-    try {
-      await Promise.all([trainLoader.close(), valLoader?.close()]);
-    } finally {
-      clearInterval(keepAlive);
-    }
+    await Promise.all([trainLoader.close(), valLoader?.close()]);
   }
 }
 
