@@ -742,7 +742,7 @@ test("two-step example: train the quickstart teacher, then configs/deit_distill_
   const runDir = path.join(cwd, step2.stdout.trim());
   assert.match(
     step2.stderr,
-    /distill +hard, alpha 0\.5, tau 1; teacher runs.quickstart.checkpoints.best\.safetensors \(vit_micro_patch4_32, 16 px; batch resized bilinearly from 32 to 16 px\)/,
+    /distill +hard, alpha 0\.5, tau 1; teacher runs.quickstart.checkpoints.best\.safetensors \(vit_micro_patch8_32, 16 px; batch resized bilinearly from 32 to 16 px\)/,
   );
   const epoch = fs
     .readFileSync(runPath(runDir, "metrics"), "utf8")
