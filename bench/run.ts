@@ -2,6 +2,8 @@
 //
 //   npm run bench -- [--backend wasm] [--threads N] [--only REGEX] [--steps 3] [--warmup 2]
 //
+// and then bench/data.ts (the data loader's images/s at 224 px) unless --only leaves out "data_loader".
+//
 // Each model runs in its own child process, so its peak RSS is its own (the wasm heap never shrinks)
 // and one model's leftovers cannot slow the next. One JSON line per model on stdout, a summary table on
 // stderr. A training step is the real one (src/train/step.ts: forward, backward, AdamW, label-smoothed
@@ -264,7 +266,44 @@ function summary(rows: Record<string, unknown>[]): string {
     ...lines,
     ...rows.filter((r) => r.error).map((r) => `${r.model} failed: ${r.error}`),
     "efficiency = the model's matMul GFLOP/s / the backend's on 1024^3 products (sustained, new operands).",
-    "Data loader images/s: npm run bench:data.",
+  ].join("\n");
+}
+
+/** bench/data.ts (the data loader at 224 px) in a child process; its JSON lines are passed through. */
+function runDataBench(): Promise<Record<string, unknown>[]> {
+  const script = fileURLToPath(new URL("./data.ts", import.meta.url));
+  const child = spawn(process.execPath, [...process.execArgv, script], {
+    stdio: ["ignore", "pipe", "inherit"],
+  });
+  let out = "";
+  child.stdout.on("data", (chunk: Buffer) => {
+    out += chunk;
+    process.stdout.write(chunk);
+  });
+  return new Promise((resolve) => {
+    child.on("close", () =>
+      resolve(
+        out
+          .split("\n")
+          .filter(Boolean)
+          .map((l) => JSON.parse(l)),
+      ),
+    );
+  });
+}
+
+/** Loader images/s per case and worker count, and how many vit_tiny_patch16_224 training steps' worth that is. */
+function loaderSummary(lines: Record<string, unknown>[], models: Record<string, unknown>[]): string {
+  if (lines.length === 0) return "";
+  const tiny = models.find((r) => r.model === "vit_tiny_patch16_224" && !r.error);
+  const ratio = (x: number) =>
+    tiny ? `  (${round(x / (tiny.train_img_s as number), 0)}x vit_tiny training)` : "";
+  return [
+    "data loader at 224 px, images/s:",
+    ...lines.map(
+      (l) =>
+        `  ${String(l.case).padEnd(20)} ${l.workers} worker(s)  ${String(l.images_per_s).padStart(6)}${ratio(l.images_per_s as number)}`,
+    ),
   ].join("\n");
 }
 
@@ -281,5 +320,6 @@ if (args.child) {
   for (const spec of MODELS.filter((m) => !only || only.test(m.name))) {
     rows.push(await runInChild(spec.name, passthrough));
   }
-  process.stderr.write(`${summary(rows)}\n`);
+  const loader = !only || only.test("data_loader") ? await runDataBench() : [];
+  process.stderr.write(`${summary(rows)}\n${loaderSummary(loader, rows)}\n`);
 }

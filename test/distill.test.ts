@@ -13,6 +13,7 @@ import { after, describe, test } from "node:test";
 import { fileURLToPath } from "node:url";
 import * as tf from "@tensorflow/tfjs";
 import { ConfigSchema, ModelConfigSchema, OptimizerConfigSchema } from "../src/config/schema.js";
+import { SYNTHETIC_CLASSES } from "../src/data/synthetic.js";
 import { ConfigError } from "../src/errors.js";
 import { readSafetensors } from "../src/io/safetensors.js";
 import { createModel, type VisionTransformer } from "../src/model/vision_transformer.js";
@@ -624,18 +625,7 @@ test("distillation while fine-tuning from pretrained distilled weights (DeiT's c
   writeWeights(preFile, pre.stateDict(), { config: preCfg, classes: QUADRANTS, epoch: 9, step: 90 });
   pre.dispose();
   const teacherFile = path.join(root, "ten-classes.safetensors");
-  const synthetic = [
-    "checker",
-    "circle",
-    "cross",
-    "dots",
-    "hexagon",
-    "ring",
-    "square",
-    "star",
-    "stripes",
-    "triangle",
-  ];
+  const synthetic = [...SYNTHETIC_CLASSES];
   writeTeacherCheckpoint(teacherFile, 16, synthetic).dispose();
 
   const config = ConfigSchema.parse({

@@ -96,7 +96,7 @@ function drawImage(cls: string, size: number, rng: Rng): { svg: string; noise: n
   const bg2 = rng.uniform() < 0.5 ? colourIn(rng, 0, 110) : bg1;
   const fg = colourIn(rng, Math.max(luma(bg1), luma(bg2)) + 70, 255);
   const extent = uniform(rng, 0.6, 0.85) * size;
-  const slack = 0.6 * (size - extent) / 2;
+  const slack = (0.6 * (size - extent)) / 2;
   const cx = size / 2 + uniform(rng, -slack, slack);
   const cy = size / 2 + uniform(rng, -slack, slack);
   const angle = uniform(rng, 0, 360);

@@ -94,7 +94,8 @@ export const PRESETS: readonly Preset[] = [
   },
   {
     name: "vit_micro_patch8_32",
-    description: "The quickstart's ViT: 32 px RGB in 8 px patches (16 tokens), about 4x the images/s of patch 4",
+    description:
+      "The quickstart's ViT: 32 px RGB in 8 px patches (16 tokens), about 4x the images/s of patch 4",
     model: { img_size: 32, patch_size: 8, in_chans: 3, embed_dim: 96, depth: 4, num_heads: 3, mlp_ratio: 2 },
     data: SMALL_RGB,
     num_classes: 10,
