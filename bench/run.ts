@@ -281,14 +281,15 @@ function runDataBench(): Promise<Record<string, unknown>[]> {
     process.stdout.write(chunk);
   });
   return new Promise((resolve) => {
-    child.on("close", () =>
+    child.on("close", (code) => {
+      const rows = out
+        .split("\n")
+        .filter((l) => l.startsWith("{"))
+        .map((l) => JSON.parse(l) as Record<string, unknown>);
       resolve(
-        out
-          .split("\n")
-          .filter(Boolean)
-          .map((l) => JSON.parse(l)),
-      ),
-    );
+        code === 0 ? rows : [...rows, { bench: "data", error: `bench/data.ts exited with code ${code}` }],
+      );
+    });
   });
 }
 
@@ -300,10 +301,13 @@ function loaderSummary(lines: Record<string, unknown>[], models: Record<string, 
     tiny ? `  (${round(x / (tiny.train_img_s as number), 0)}x vit_tiny training)` : "";
   return [
     "data loader at 224 px, images/s:",
-    ...lines.map(
-      (l) =>
-        `  ${String(l.case).padEnd(20)} ${l.workers} worker(s)  ${String(l.images_per_s).padStart(6)}${ratio(l.images_per_s as number)}`,
-    ),
+    ...lines.filter((l) => l.error).map((l) => `  failed: ${l.error}`),
+    ...lines
+      .filter((l) => !l.error)
+      .map(
+        (l) =>
+          `  ${String(l.case).padEnd(20)} ${l.workers} worker(s)  ${String(l.images_per_s).padStart(6)}${ratio(l.images_per_s as number)}`,
+      ),
   ].join("\n");
 }
 

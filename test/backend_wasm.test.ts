@@ -80,6 +80,7 @@ test("2-D transposes and sums over leading axes (rows a multiple of 128 or not) 
           tf.sum(x, 0),
           tf.sum(x3, [0, 1], true),
           tf.sum(x3, 0),
+          tf.sum(tf.reshape(x, m % 2 === 0 ? [2, m / 2, n] : [1, m, n]), [0, 1]), // two leading axes
           tf.sum(x, -1), // not a leading-axes sum: tfjs's own kernel
         ]);
       }),

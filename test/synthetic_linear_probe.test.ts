@@ -1,7 +1,7 @@
 /**
  * The built-in dataset is not trivial: a linear classifier on raw pixels (softmax regression that fits
- * its 1,600 training images) stays far below the >= 90% the quickstart's ViT reaches, because the class
- * is the outline while colour, position, size and rotation are random.
+ * the quickstart's 3,600 training images) stays far below the >= 90% the quickstart's ViT reaches,
+ * because the class is the outline while colour, position, size and rotation are random.
  */
 import assert from "node:assert/strict";
 import { after, test } from "node:test";
@@ -28,11 +28,11 @@ async function pixels(files: string[]): Promise<tf.Tensor2D> {
   return tf.tensor2d(flat, [rows.length, SIZE * SIZE * 3]);
 }
 
-test("a linear model on raw pixels does not learn the synthetic classes", async () => {
+test("a linear model on raw pixels stays far below the quickstart ViT on the synthetic classes", async () => {
   await initWasm({ threads: 1 });
-  const root = await ensureSynthetic({ perClass: 200, size: SIZE, cacheDir: tempDir("probe") });
+  const root = await ensureSynthetic({ perClass: 400, size: SIZE, cacheDir: tempDir("probe") });
   const ds = openDataset(root);
-  const split = stratifiedSplit(ds, 0.2, 0);
+  const split = stratifiedSplit(ds, 0.1, 0);
   const [train, val] = [split.train.samples, split.val.samples];
   const [xTrain, xVal] = await Promise.all([
     pixels(train.map((s) => s.path)),
@@ -44,9 +44,11 @@ test("a linear model on raw pixels does not learn the synthetic classes", async 
   );
 
   // Features standardized with the training statistics, as any linear baseline would be.
-  const { mean, variance } = tf.moments(xTrain, 0);
-  const std = tf.sqrt(tf.add(variance, 1e-6));
-  const standardize = (x: tf.Tensor) => tf.div(tf.sub(x, mean), std);
+  const [mean, std] = tf.tidy(() => {
+    const { mean, variance } = tf.moments(xTrain, 0);
+    return [mean, tf.sqrt(tf.add(variance, 1e-6))];
+  });
+  const standardize = (x: tf.Tensor) => tf.tidy(() => tf.div(tf.sub(x, mean), std));
   const [sTrain, sVal] = [standardize(xTrain), standardize(xVal)];
   const w = tf.variable(tf.zeros([SIZE * SIZE * 3, SYNTHETIC_CLASSES.length]), true, "w");
   const b = tf.variable(tf.zeros([SYNTHETIC_CLASSES.length]), true, "b");
@@ -76,8 +78,8 @@ test("a linear model on raw pixels does not learn the synthetic classes", async 
   );
   // It did fit what it was given (so the low val score is the data, not a failed optimization)...
   assert.ok(trainAcc > 0.9, `train accuracy ${trainAcc}`);
-  // ...and generalizes far less than the ViT's >= 90% (it scored 52% when this was written).
+  // ...and generalizes far less than the ViT's >= 90% (it scored 51.5% when this was written).
   assert.ok(valAcc < 0.6, `val accuracy ${valAcc}`);
-  tf.dispose([xTrain, xVal, yTrain, mean, variance, std, sTrain, sTrainT, sVal, w, b]);
+  tf.dispose([xTrain, xVal, yTrain, mean, std, sTrain, sTrainT, sVal, w, b]);
   optimizer.dispose();
 });

@@ -67,7 +67,7 @@ export class WorkerPool {
   async close(): Promise<void> {
     this.failure ??= new Error("data loader closed");
     // A worker still building a prefetched batch takes a while to end, and terminate()'s promise does
-    // not hold Node's event loop open (the workers are unref'd): keep it open until they have ended.
+    // not hold Node's event loop open (an idle worker is unref'd): keep it open until they have ended.
     const keepAlive = setInterval(() => {}, 60_000);
     try {
       await Promise.all(this.slots.map((s) => s.worker.terminate()));

@@ -17,11 +17,11 @@ const VERSION = 3;
 
 type Draw = (rng: Rng) => string;
 
-const polygon = (n: number, r: number, inner = r, phase = -Math.PI / 2) => {
+const polygon = (n: number, r: number, inner = r) => {
   const pts: string[] = [];
   const k = inner === r ? n : 2 * n;
   for (let i = 0; i < k; i++) {
-    const a = phase + (2 * Math.PI * i) / k;
+    const a = -Math.PI / 2 + (2 * Math.PI * i) / k;
     const rr = i % 2 === 1 && inner !== r ? inner : r;
     pts.push(`${(rr * Math.cos(a)).toFixed(4)},${(rr * Math.sin(a)).toFixed(4)}`);
   }

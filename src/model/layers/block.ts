@@ -9,11 +9,11 @@ import { Mlp } from "./mlp.js";
 
 /**
  * x + branch as a custom op that saves nothing: tfjs's add keeps both inputs alive for the backward pass
- * (only to read their shapes), two activations per residual. The gradient is dy for both, as two tensors.
+ * (only to read their shapes), two activations per residual. The gradient is dy for both.
  */
 const residual = customOp(
   (x, branch) => ({ value: tf.add(x, branch), save: [] }),
-  (dy) => [tf.clone(dy), tf.clone(dy)],
+  (dy) => [dy, dy],
 );
 
 export interface BlockOptions {

@@ -18,7 +18,9 @@ export interface Forward {
 
 /**
  * `forward(...inputs)` computes the output; `backward(dy, saved)` returns one gradient per input, in
- * order. Both run inside a tidy.
+ * order; it runs inside a tidy. A gradient that is `dy`, one of `saved`, or returned twice is cloned
+ * (a clone shares the data), so disposing `dy` and `saved` never frees a gradient still to be used.
+ * `dy` is disposed: a caller seeding the backward pass through such an op passes a tensor it gives up.
  */
 export function customOp(
   forward: (...inputs: tf.Tensor[]) => Forward,
@@ -31,8 +33,12 @@ export function customOp(
     return {
       value,
       gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => {
-        const grads = tf.tidy(() => backward(dy, saved));
-        tf.dispose([dy, ...saved].filter((t) => !grads.includes(t)));
+        const grads = tf.tidy(() =>
+          backward(dy, saved).map((g, i, all) =>
+            g === dy || saved.includes(g) || all.indexOf(g) !== i ? tf.clone(g) : g,
+          ),
+        );
+        tf.dispose([dy, ...saved]);
         return grads;
       },
     };

@@ -23,6 +23,7 @@ function productGrads(dy: tf.Tensor, x: tf.Tensor, w: tf.Tensor, bias: boolean):
     return bias ? [dx, dW, tf.sum(dy, 0)] : [dx, dW];
   }
   const dyT = tf.transpose(dy);
+  // The bias gradient as a sum over the last axis of dy^T: wasm's sum over the first axis transposes first.
   return bias ? [dx, tf.matMul(dyT, x), tf.sum(dyT, -1)] : [dx, tf.matMul(dyT, x)];
 }
 
