@@ -26,15 +26,16 @@ import {
   type BackendName,
   backendNames,
   ModelConfigSchema,
-  OptimizerConfigSchema,
+  TrainConfigSchema,
 } from "../src/config/schema.js";
+import { alignTable } from "../src/eval/report.js";
 import { findPreset } from "../src/model/presets.js";
 import { Rng } from "../src/model/random.js";
 import { modelStats } from "../src/model/stats.js";
 import { createModel, type VitConfig } from "../src/model/vision_transformer.js";
 import { classificationCriterion } from "../src/train/losses.js";
-import { createOptimizer } from "../src/train/optimizer.js";
-import { disposeStepResult, type TrainState, trainStep } from "../src/train/step.js";
+import { createTrainState } from "../src/train/state.js";
+import { disposeStepResult, trainStep } from "../src/train/step.js";
 
 interface BenchModel {
   name: string;
@@ -118,21 +119,15 @@ async function runChild(spec: BenchModel): Promise<void> {
   const preset = findPreset(spec.name)!;
   const cfg = ModelConfigSchema.parse({ ...preset.model, ...spec.model }) as VitConfig;
   const model = createModel(cfg, { seed: 0 });
-  const params = model.namedParameters();
   const inputShape: [number, number, number] = [cfg.img_size, cfg.img_size, cfg.in_chans];
-  const state: TrainState = {
-    model,
-    params,
-    optimizer: createOptimizer(params, OptimizerConfigSchema.parse({}), model.noWeightDecay()),
-    criterion: classificationCriterion(0.1),
-    schedule: () => 5e-4,
-    clipGradNorm: null,
-    ema: null,
+  // The default recipe's step (AdamW, label smoothing); the learning rate's value does not change its time.
+  const train = TrainConfigSchema.parse({});
+  const state = createTrainState(model, train, {
+    criterion: classificationCriterion(train.label_smoothing),
+    stepsPerEpoch: 1,
     inputShape,
     numClasses: cfg.num_classes,
-    seed: 0,
-    accumSteps: 1,
-  };
+  });
   const batch = randomBatch(spec.batch, inputShape, cfg.num_classes, 0);
   const steps = Number(args.steps);
   const warmup = Number(args.warmup);
@@ -194,44 +189,64 @@ async function runChild(spec: BenchModel): Promise<void> {
   console.log(JSON.stringify(line));
 }
 
+interface ChildResult {
+  code: number | null;
+  /** The JSON lines the child printed (each also echoed to stdout when asked). */
+  lines: Record<string, unknown>[];
+  stderr: string;
+}
+
+/** Runs a bench script in a child process (same Node flags) and collects its JSON lines. */
+function runJsonChild(script: string, args: string[], echo: boolean): Promise<ChildResult> {
+  const child = spawn(process.execPath, [...process.execArgv, script, ...args], {
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  let out = "";
+  let stderr = "";
+  child.stdout.on("data", (chunk: Buffer) => {
+    out += chunk;
+    if (echo) process.stdout.write(chunk);
+  });
+  child.stderr.on("data", (chunk: Buffer) => {
+    stderr += chunk;
+  });
+  return new Promise((resolve) => {
+    child.on("close", (code) => {
+      const lines = out
+        .split("\n")
+        .filter((l) => l.startsWith("{"))
+        .map((l) => JSON.parse(l) as Record<string, unknown>);
+      resolve({ code, lines, stderr });
+    });
+  });
+}
+
 /**
  * Runs one model in a child process (this script with --child) and returns its JSON line, or a line
  * with the child's error (e.g. the wasm heap running out) so the other models still run.
  */
-function runInChild(name: string, passthrough: string[]): Promise<Record<string, unknown>> {
-  const script = fileURLToPath(import.meta.url);
-  const child = spawn(process.execPath, [...process.execArgv, script, "--child", name, ...passthrough], {
-    stdio: ["ignore", "pipe", "pipe"],
-  });
-  let out = "";
-  let err = "";
-  child.stdout.on("data", (chunk: Buffer) => {
-    out += chunk;
-  });
-  child.stderr.on("data", (chunk: Buffer) => {
-    err += chunk;
-  });
-  return new Promise((resolve) => {
-    child.on("close", (code) => {
-      const line = out.trim().split("\n").pop();
-      const result: Record<string, unknown> =
-        code === 0 && line
-          ? JSON.parse(line)
-          : {
-              bench: "model",
-              model: name,
-              // emscripten prints its whole minified source before the error: keep the error lines.
-              error: err
-                .split("\n")
-                .filter((l) => /^\w*Error|^Aborted/.test(l))
-                .slice(0, 2)
-                .join("; ")
-                .slice(0, 300),
-            };
-      process.stdout.write(`${JSON.stringify(result)}\n`);
-      resolve(result);
-    });
-  });
+async function runInChild(name: string, passthrough: string[]): Promise<Record<string, unknown>> {
+  const { code, lines, stderr } = await runJsonChild(
+    fileURLToPath(import.meta.url),
+    ["--child", name, ...passthrough],
+    false,
+  );
+  const result: Record<string, unknown> =
+    code === 0 && lines.length > 0
+      ? lines[lines.length - 1]
+      : {
+          bench: "model",
+          model: name,
+          // emscripten prints its whole minified source before the error: keep the error lines.
+          error: stderr
+            .split("\n")
+            .filter((l) => /^\w*Error|^Aborted/.test(l))
+            .slice(0, 2)
+            .join("; ")
+            .slice(0, 300),
+        };
+  process.stdout.write(`${JSON.stringify(result)}\n`);
+  return result;
 }
 
 function summary(rows: Record<string, unknown>[]): string {
@@ -255,59 +270,46 @@ function summary(rows: Record<string, unknown>[]): string {
       columns.map(([key], i) => (r.error && i > 0 ? (i === 1 ? "failed" : "") : String(r[key]))),
     ),
   ];
-  const widths = columns.map((_, i) => Math.max(...cells.map((c) => c[i].length)));
-  const lines = cells.map((c) =>
-    c.map((cell, i) => (i === 0 ? cell.padEnd(widths[i]) : cell.padStart(widths[i]))).join("  "),
-  );
   const ran = rows.find((r) => !r.error);
   const load = os.loadavg().map((l) => round(l));
   return [
     `backend ${ran?.backend_description ?? args.backend} on ${os.availableParallelism()} cores, load average ${load.join(" ")}`,
-    ...lines,
+    alignTable(cells),
     ...rows.filter((r) => r.error).map((r) => `${r.model} failed: ${r.error}`),
     "efficiency = the model's matMul GFLOP/s / the backend's on 1024^3 products (sustained, new operands).",
   ].join("\n");
 }
 
 /** bench/data.ts (the data loader at 224 px) in a child process; its JSON lines are passed through. */
-function runDataBench(): Promise<Record<string, unknown>[]> {
-  const script = fileURLToPath(new URL("./data.ts", import.meta.url));
-  const child = spawn(process.execPath, [...process.execArgv, script], {
-    stdio: ["ignore", "pipe", "inherit"],
-  });
-  let out = "";
-  child.stdout.on("data", (chunk: Buffer) => {
-    out += chunk;
-    process.stdout.write(chunk);
-  });
-  return new Promise((resolve) => {
-    child.on("close", (code) => {
-      const rows = out
-        .split("\n")
-        .filter((l) => l.startsWith("{"))
-        .map((l) => JSON.parse(l) as Record<string, unknown>);
-      resolve(
-        code === 0 ? rows : [...rows, { bench: "data", error: `bench/data.ts exited with code ${code}` }],
-      );
-    });
-  });
+async function runDataBench(): Promise<Record<string, unknown>[]> {
+  const { code, lines, stderr } = await runJsonChild(
+    fileURLToPath(new URL("./data.ts", import.meta.url)),
+    [],
+    true,
+  );
+  if (code === 0) return lines;
+  const reason = stderr.trim().split("\n").pop() ?? "";
+  return [...lines, { bench: "data", error: `bench/data.ts exited with code ${code}: ${reason}` }];
 }
 
 /** Loader images/s per case and worker count, and how many vit_tiny_patch16_224 training steps' worth that is. */
 function loaderSummary(lines: Record<string, unknown>[], models: Record<string, unknown>[]): string {
   if (lines.length === 0) return "";
   const tiny = models.find((r) => r.model === "vit_tiny_patch16_224" && !r.error);
-  const ratio = (x: number) =>
-    tiny ? `  (${round(x / (tiny.train_img_s as number), 0)}x vit_tiny training)` : "";
-  return [
-    "data loader at 224 px, images/s:",
-    ...lines.filter((l) => l.error).map((l) => `  failed: ${l.error}`),
+  const cells = [
+    ["data loader (224 px)", "workers", "img/s", tiny ? "x vit_tiny training" : ""],
     ...lines
       .filter((l) => !l.error)
-      .map(
-        (l) =>
-          `  ${String(l.case).padEnd(20)} ${l.workers} worker(s)  ${String(l.images_per_s).padStart(6)}${ratio(l.images_per_s as number)}`,
-      ),
+      .map((l) => [
+        String(l.case),
+        String(l.workers),
+        String(l.images_per_s),
+        tiny ? String(round((l.images_per_s as number) / (tiny.train_img_s as number), 0)) : "",
+      ]),
+  ];
+  return [
+    alignTable(cells),
+    ...lines.filter((l) => l.error).map((l) => `data loader failed: ${l.error}`),
   ].join("\n");
 }
 

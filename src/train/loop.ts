@@ -34,10 +34,9 @@ import { NonFiniteWatch, RunningMeans } from "./device_stats.js";
 import { trainingCriterion } from "./distill.js";
 import { ModelEma } from "./ema.js";
 import { classLogits } from "./losses.js";
-import { createOptimizer } from "./optimizer.js";
 import { formatSummary, Progress, type StepStatus } from "./progress.js";
 import { createRunDir, MetricsLog, type MetricsRecord, runPath } from "./run_dir.js";
-import { makeSchedule } from "./schedule.js";
+import { createTrainState } from "./state.js";
 import { disposeStepResult, type MicroBatch, type TrainState, trainStep } from "./step.js";
 
 export interface TrainOptions {
@@ -135,28 +134,16 @@ class Trainer {
 
     const modelCfg = { ...cfg.model, num_classes: numClasses };
     const model = createModel(modelCfg, { seed });
-    const params = model.namedParameters();
     const emaModel = cfg.train.ema ? createModel(modelCfg, { seed }) : null;
     const { criterion, teacher } = await trainingCriterion(cfg, data.classes);
-    const state: TrainState = {
-      model,
-      params,
-      optimizer: createOptimizer(params, cfg.train.optimizer, model.noWeightDecay()),
+    const state = createTrainState(model, cfg.train, {
       criterion,
       teacher,
-      schedule: makeSchedule({
-        schedule: cfg.train.schedule,
-        baseLr: cfg.train.optimizer.lr,
-        epochs: cfg.train.epochs,
-        stepsPerEpoch,
-      }),
-      clipGradNorm: cfg.train.clip_grad_norm,
-      ema: null,
+      stepsPerEpoch,
       inputShape: [imgSize, imgSize, inChans],
       numClasses,
-      seed,
-      accumSteps,
-    };
+    });
+    const { params } = state;
 
     const progress = opts.progress ?? new Progress();
     let pretrained: PretrainedReport | null = null;

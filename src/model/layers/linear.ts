@@ -7,7 +7,8 @@ import { customOp } from "./custom_op.js";
 // transposes are separate ops: tfjs-backend-wasm sends only untransposed products to XNNPACK, and the
 // transposed ones tfjs's own matMul gradient uses run a scalar loop 10-15x slower (bench/README.md).
 // A transpose costs a few percent of its product, on every backend.
-// The bias is added by the product itself (XNNPACK and TensorFlow fold it in; a separate add is a pass).
+// The bias is added by the product's own kernel: one op and no [M, out] intermediate (on wasm no faster
+// than matMul + add, bench/README.md, and no slower).
 const product = (x: tf.Tensor, w: tf.Tensor, bias?: tf.Tensor) =>
   tf.fused.matMul({ a: x as tf.Tensor2D, b: tf.transpose(w) as tf.Tensor2D, bias });
 
