@@ -5,7 +5,7 @@
 import type { Command } from "commander";
 import type { BackendName } from "../src/config/schema.js";
 import type { InferenceModel, ModelSourceOptions } from "../src/eval/model_source.js";
-import { backendOption, threadsOption } from "./options.js";
+import { backendOption, startBackend, threadsOption } from "./options.js";
 
 export interface ModelSourceFlags extends ModelSourceOptions {
   model?: string;
@@ -25,19 +25,13 @@ export function addModelSourceOptions(cmd: Command): Command {
     .option("--config <file>", "for plain timm / Hugging Face weights: a config file describing the model")
     .option("--labels <file>", "class names, one per line (for plain weights, or to rename classes)")
     .addOption(backendOption())
-    .addOption(threadsOption());
+    .addOption(threadsOption("one per core"));
 }
-
-export { positiveInt } from "./options.js";
 
 /** Starts the backend (auto unless --backend), then loads the model the flags name. */
 export async function loadModelFromFlags(flags: ModelSourceFlags): Promise<InferenceModel> {
-  const [{ initBackend }, { loadInferenceModel, resolveWeightsFile }] = await Promise.all([
-    import("../src/backend.js"),
-    import("../src/eval/model_source.js"),
-  ]);
+  const { loadInferenceModel, resolveWeightsFile } = await import("../src/eval/model_source.js");
   resolveWeightsFile(flags); // usage errors before the backend spends time starting
-  const backend = await initBackend(flags.backend ?? "auto", { threads: flags.threads });
-  if (backend.note) process.stderr.write(`note: ${backend.note}\n`);
+  await startBackend(flags.backend ?? "auto", flags.threads);
   return loadInferenceModel({ ...flags, preset: flags.model });
 }

@@ -1,6 +1,7 @@
 /** Options several sub-commands share, so they read and document the same everywhere. */
 import { InvalidArgumentError, Option } from "commander";
-import { backendNames } from "../src/config/schema.js";
+import type { BackendChoice } from "../src/backend.js";
+import { type BackendName, backendNames } from "../src/config/schema.js";
 
 /** `--set key.path=value`, repeatable; values are YAML scalars or flow lists, validated like the file. */
 export function setOption(): Option {
@@ -24,9 +25,18 @@ export function positiveInt(value: string): number {
   return n;
 }
 
-/** `--threads N`; without it the config's runtime.threads applies (null: one per core). */
-export function threadsOption(): Option {
-  return new Option("--threads <n>", "wasm backend threads (default: runtime.threads)").argParser(
-    positiveInt,
-  );
+/** `--threads N`; `fallback` says what applies without it. */
+export function threadsOption(fallback = "runtime.threads"): Option {
+  return new Option("--threads <n>", `wasm backend threads (default: ${fallback})`).argParser(positiveInt);
+}
+
+/** Starts the tfjs backend; a note (wasm fell back to one thread) goes to stderr. */
+export async function startBackend(
+  name: BackendName,
+  threads: number | null | undefined,
+): Promise<BackendChoice> {
+  const { initBackend } = await import("../src/backend.js");
+  const choice = await initBackend(name, { threads });
+  if (choice.note) process.stderr.write(`note: ${choice.note}\n`);
+  return choice;
 }

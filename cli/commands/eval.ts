@@ -7,12 +7,8 @@
 import * as path from "node:path";
 import type { Command } from "commander";
 import { UsageError } from "../../src/errors.js";
-import {
-  addModelSourceOptions,
-  loadModelFromFlags,
-  type ModelSourceFlags,
-  positiveInt,
-} from "../model_source.js";
+import { addModelSourceOptions, loadModelFromFlags, type ModelSourceFlags } from "../model_source.js";
+import { positiveInt } from "../options.js";
 
 interface EvalFlags extends ModelSourceFlags {
   data?: string;

@@ -7,7 +7,7 @@
  */
 import type { Command } from "commander";
 import type { ImportOptions } from "../../src/io/import.js";
-import { positiveInt } from "../model_source.js";
+import { positiveInt } from "../options.js";
 
 export function register(program: Command): void {
   program

@@ -11,7 +11,7 @@ export function register(program: Command): void {
     .alias("doctor")
     .description("show the tfjs backend --backend auto picks, why others were skipped, and versions")
     .addOption(backendOption("auto"))
-    .addOption(threadsOption())
+    .addOption(threadsOption("one per core"))
     .action(async (opts: { backend: BackendName; threads?: number }) => {
       process.stdout.write(await report(opts.backend, opts.threads));
     });

@@ -6,12 +6,8 @@
  */
 import type { Command } from "commander";
 import { UsageError } from "../../src/errors.js";
-import {
-  addModelSourceOptions,
-  loadModelFromFlags,
-  type ModelSourceFlags,
-  positiveInt,
-} from "../model_source.js";
+import { addModelSourceOptions, loadModelFromFlags, type ModelSourceFlags } from "../model_source.js";
+import { positiveInt } from "../options.js";
 
 interface PredictFlags extends ModelSourceFlags {
   topk: number;

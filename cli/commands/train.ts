@@ -6,7 +6,7 @@
 import type { Command } from "commander";
 import type { BackendName } from "../../src/config/schema.js";
 import { UsageError } from "../../src/errors.js";
-import { backendOption, setOption, threadsOption } from "../options.js";
+import { backendOption, setOption, startBackend, threadsOption } from "../options.js";
 
 interface TrainFlags {
   config?: string;
@@ -33,7 +33,7 @@ export function register(program: Command): void {
             : "train needs --config FILE (or --resume DIR)",
         );
       }
-      const [{ loadConfig }, { describeBackend, initBackend }, { loadRunConfig, train }] = await Promise.all([
+      const [{ loadConfig }, { describeBackend }, { loadRunConfig, train }] = await Promise.all([
         import("../../src/config/index.js"),
         import("../../src/backend.js"),
         import("../../src/train/loop.js"),
@@ -41,10 +41,10 @@ export function register(program: Command): void {
       const config = flags.resume
         ? loadRunConfig(flags.resume, flags.set)
         : loadConfig(flags.config!, { set: flags.set });
-      const backend = await initBackend(flags.backend ?? config.runtime.backend, {
-        threads: flags.threads ?? config.runtime.threads,
-      });
-      if (backend.note) process.stderr.write(`note: ${backend.note}\n`);
+      const backend = await startBackend(
+        flags.backend ?? config.runtime.backend,
+        flags.threads ?? config.runtime.threads,
+      );
       const stop = new AbortController();
       const onSignal = (signal: NodeJS.Signals) => {
         if (stop.signal.aborted) process.exit(130);

@@ -108,7 +108,13 @@ export interface FigureLayout {
   columns: number;
   width: number;
   height: number;
+  /** Left edge of the colour bar (in row 1, where the third panel would be). */
+  colorBarX: number;
 }
+
+/** Space between panels, and the caption strip above each. */
+const GAP = 12;
+const CAPTION = 20;
 
 /**
  * Panels of `panel` px, at most 6 per row; row 1: input, rollout and the colour bar (in the
@@ -117,13 +123,13 @@ export interface FigureLayout {
 export function figureLayout(numHeads: number, panel = 224): FigureLayout {
   const columns = Math.max(2, Math.min(numHeads, 6));
   const rows = 1 + Math.ceil(numHeads / columns);
-  const gap = 12;
-  const caption = 20;
+  const colorBarX = 16 + 2 * (panel + GAP) + 4;
   return {
     panel,
     columns,
-    width: 16 + Math.max(columns * (panel + gap), 2 * (panel + gap) + 90),
-    height: 64 + rows * (panel + caption + gap) + 8,
+    width: Math.max(16 + columns * (panel + GAP), colorBarX + 86),
+    height: 64 + rows * (panel + CAPTION + GAP) + 8,
+    colorBarX,
   };
 }
 
@@ -139,8 +145,6 @@ function scaled(v: ArrayLike<number>): Float64Array {
 
 export async function attentionFigureSvg(fig: AttentionFigure, panel = 224): Promise<string> {
   const layout = figureLayout(fig.heads.length, panel);
-  const gap = 12;
-  const caption = 20;
   const base = resizeRgb(fig.image, panel, panel);
   const panels: { label: string; png: Buffer }[] = [
     { label: "input (as the model sees it)", png: await encodePng(base) },
@@ -160,19 +164,19 @@ export async function attentionFigureSvg(fig: AttentionFigure, panel = 224): Pro
   const body: string[] = [text(16, 24, truncate(fig.title, fits(16)), { size: 16, weight: "bold" })];
   if (fig.subtitle) body.push(text(16, 46, truncate(fig.subtitle, fits(12)), { size: 12, fill: "#444444" }));
   const place = (p: { label: string; png: Buffer }, row: number, col: number) => {
-    const x = 16 + col * (panel + gap);
-    const y = 64 + row * (panel + caption + gap);
+    const x = 16 + col * (panel + GAP);
+    const y = 64 + row * (panel + CAPTION + GAP);
     body.push(
       text(x + panel / 2, y + 14, truncate(p.label, Math.floor(panel / 7)), { size: 12, anchor: "middle" }),
     );
-    body.push(pngImage(x, y + caption, panel, panel, p.png));
+    body.push(pngImage(x, y + CAPTION, panel, panel, p.png));
   };
   for (const [i, p] of panels.entries()) place(p, 0, i);
   for (const [i, p] of headPanels.entries()) place(p, 1 + Math.floor(i / layout.columns), i % layout.columns);
   body.push(
     ...colorBar({
-      x: 16 + 2 * (panel + gap) + 4,
-      y: 64 + caption,
+      x: layout.colorBarX,
+      y: 64 + CAPTION,
       width: 14,
       height: panel,
       cmap: inferno,

@@ -161,3 +161,10 @@ export function parseNpy(bytes: Uint8Array, where: string): LoadedTensor {
   const data = decode(buf.buffer.slice(begin, begin + count * itemSize) as ArrayBuffer);
   return { dtype: descr, shape, data };
 }
+
+/** Whether `file` is a zip (so an .npz), by its first bytes, "PK", not by its name. */
+export function isNpz(file: string): boolean {
+  const head = Buffer.alloc(2);
+  withReadFd(file, (fd) => fs.readSync(fd, head, 0, head.length, 0));
+  return head.toString("latin1") === "PK";
+}

@@ -18,13 +18,11 @@
  * (which no tensor shape shows, so it is checked), the class names, and for timm's, the
  * preprocessing.
  */
-import * as fs from "node:fs";
 import type { DataConfig, ModelConfig } from "../config/schema.js";
 import { DataError, UsageError } from "../errors.js";
 import { jaxVitToTimm } from "../io/jax_vit.js";
 import { type StateDict, toTimmNames } from "../io/keymaps.js";
-import { readNpz } from "../io/npz.js";
-import { withReadFd } from "../io/read_fd.js";
+import { isNpz, readNpz } from "../io/npz.js";
 import { readSafetensors, type TensorData } from "../io/safetensors.js";
 import { readSideConfig, type SideConfig } from "../io/side_config.js";
 import { resamplePosEmbed } from "./layers/pos_embed.js";
@@ -315,13 +313,6 @@ function archDiff(sd: ReadonlyMap<string, TensorData>, cfg: ModelConfig): string
   if (differ.length === 0) return "";
   const show = (get: (k: (typeof keys)[number]) => unknown) => differ.map((k) => `${k} ${get(k)}`).join(", ");
   return ` (file: ${show((k) => arch[k])}; model: ${show((k) => cfg[k])})`;
-}
-
-/** Whether `file` is a zip (so an .npz), by its first bytes, "PK", not by its name. */
-export function isNpz(file: string): boolean {
-  const head = Buffer.alloc(2);
-  withReadFd(file, (fd) => fs.readSync(fd, head, 0, head.length, 0));
-  return head.toString("latin1") === "PK";
 }
 
 function squareGrid(n: number): number | null {
