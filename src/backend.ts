@@ -66,13 +66,20 @@ export async function initBackend(
   return { name: "cpu", skipped };
 }
 
-/** undefined when `backend` is now active, else why not. */
-async function tryBackend(backend: string, pkg: string, importer: Importer): Promise<string | undefined> {
+/** undefined when `pkg` is imported, else why not. */
+async function importPackage(pkg: string, importer: Importer): Promise<string | undefined> {
   try {
     await importer(pkg);
+    return undefined;
   } catch (err) {
     return isMissing(err, pkg) ? `${pkg} not installed` : `${pkg} failed to load: ${firstLine(err)}`;
   }
+}
+
+/** undefined when `backend` is now active, else why not. */
+async function tryBackend(backend: string, pkg: string, importer: Importer): Promise<string | undefined> {
+  const missing = await importPackage(pkg, importer);
+  if (missing !== undefined) return missing;
   try {
     if (await tf.setBackend(backend)) return undefined;
     return `${pkg} loaded but the ${backend} backend failed to start`;
@@ -102,13 +109,8 @@ async function tryWasm(
   importer: Importer,
   threads: number,
 ): Promise<Pick<BackendChoice, "threads" | "note"> | string> {
-  try {
-    await importer(WASM_PACKAGE);
-  } catch (err) {
-    return isMissing(err, WASM_PACKAGE)
-      ? `${WASM_PACKAGE} not installed`
-      : `${WASM_PACKAGE} failed to load: ${firstLine(err)}`;
-  }
+  const missing = await importPackage(WASM_PACKAGE, importer);
+  if (missing !== undefined) return missing;
   // Imported only now: it imports the wasm package itself.
   const { initWasm } = await import("./backend_wasm.js");
   let note: string | undefined;

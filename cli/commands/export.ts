@@ -35,7 +35,7 @@ export function register(program: Command): void {
         import("../../src/eval/model_source.js"),
       ]);
       const ckpt = readCheckpoint(resolveWeightsFile(flags).file);
-      if (flags.format === "timm" && ckpt.arch.representation_size !== null) {
+      if (flags.format === "timm" && ckpt.model.cfg.representation_size !== null) {
         process.stderr.write(
           "warning: representation_size (pre_logits.fc) exists only in timm < 0.6; newer timm cannot build this model\n",
         );

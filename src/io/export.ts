@@ -11,7 +11,7 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import { resolveConfig } from "../config/index.js";
 import type { Config } from "../config/schema.js";
-import { VisionTransformer, type VitConfig } from "../model/vision_transformer.js";
+import { VisionTransformer } from "../model/vision_transformer.js";
 import { readCheckpointMetadata } from "../train/checkpoint.js";
 import { writeFileAtomic } from "./atomic.js";
 import { exportOnnx } from "./onnx.js";
@@ -25,7 +25,8 @@ export interface Checkpoint {
   weights: Map<string, TensorData>;
   config: Config;
   classes: string[];
-  arch: VitConfig;
+  /** The architecture, declared (not allocated): its config, parameter names and shapes. */
+  model: VisionTransformer;
 }
 
 /** A checkpoint with the config and class names its `__metadata__` carries. */
@@ -33,9 +34,12 @@ export function readCheckpoint(file: string): Checkpoint {
   const { tensors, metadata } = readSafetensors(file);
   const { config: raw, classes } = readCheckpointMetadata(file, metadata);
   const config = resolveConfig(raw, { source: file });
-  const arch = { ...config.model, num_classes: config.model.num_classes ?? classes.length };
-  checkTimmStateDict(tensors, new VisionTransformer(arch), file);
-  return { file, weights: tensors, config, classes, arch };
+  const model = new VisionTransformer({
+    ...config.model,
+    num_classes: config.model.num_classes ?? classes.length,
+  });
+  checkTimmStateDict(tensors, model, file);
+  return { file, weights: tensors, config, classes, model };
 }
 
 /** Writes `ckpt` as `format` to `out`; returns the files written. */
@@ -43,11 +47,11 @@ export function exportCheckpoint(ckpt: Checkpoint, format: ExportFormat, out: st
   fs.mkdirSync(path.dirname(path.resolve(out)), { recursive: true });
   if (format === "onnx") {
     const metadata = { classes: JSON.stringify(ckpt.classes), config: JSON.stringify(ckpt.config) };
-    writeFileAtomic(out, exportOnnx(ckpt.weights, ckpt.arch, { metadata, source: ckpt.file }));
+    writeFileAtomic(out, exportOnnx(ckpt.weights, ckpt.model.cfg, { metadata, source: ckpt.file }));
     return [out];
   }
   const { weightsFile, configFile } = timmPaths(out);
-  const keys = new VisionTransformer(ckpt.arch).paramShapes().keys();
+  const keys = ckpt.model.paramShapes().keys();
   const weights = new Map([...keys].map((k) => [k, ckpt.weights.get(k)!]));
   writeSafetensors(weightsFile, weights, { format: "pt" });
   writeFileAtomic(configFile, `${JSON.stringify(timmHubConfig(ckpt), null, 2)}\n`);
@@ -68,12 +72,12 @@ function timmPaths(out: string): { weightsFile: string; configFile: string } {
 
 /** timm's hub config.json for the checkpoint: everything `timm.create_model` needs besides the weights. */
 function timmHubConfig(ckpt: Checkpoint): Record<string, unknown> {
-  const m = ckpt.arch;
+  const m = ckpt.model.cfg;
   const { mean, std, crop_pct, interpolation } = ckpt.config.data;
   return {
     architecture: timmArchitecture(ckpt.config),
     num_classes: m.num_classes,
-    num_features: new VisionTransformer(m).numFeatures,
+    num_features: ckpt.model.numFeatures,
     global_pool: m.global_pool,
     // kwargs of timm's VisionTransformer; they override every size the architecture's entry point sets
     model_args: {
