@@ -4,7 +4,7 @@
  * parameter specs (declared, never allocated), so they cannot drift from what training writes.
  */
 import { DataError } from "../errors.js";
-import { sameShape } from "../model/module.js";
+import { compareStateDict } from "../model/module.js";
 import type { VisionTransformer } from "../model/vision_transformer.js";
 import type { TensorData } from "./safetensors.js";
 
@@ -18,19 +18,17 @@ export function checkTimmStateDict(
   source: string,
 ): void {
   const expected = model.paramShapes();
-  const missing = [...expected.keys()].filter((k) => !stateDict.has(k));
-  const unexpected = [...stateDict.keys()].filter((k) => !expected.has(k));
+  const { missing, unexpected, wrongShape, wrongSize } = compareStateDict(expected, stateDict);
   const problems: string[] = [];
   if (missing.length > 0) problems.push(`missing ${list(missing)}`);
   if (unexpected.length > 0) problems.push(`unexpected ${list(unexpected)}`);
-  for (const [key, shape] of expected) {
-    const t = stateDict.get(key);
-    if (!t) continue;
-    if (!sameShape(t.shape, shape)) {
-      problems.push(`"${key}" has shape [${t.shape}] but the config needs [${shape}]`);
-    } else if (t.data.length !== shape.reduce((a, b) => a * b, 1)) {
-      problems.push(`"${key}" has ${t.data.length} values for shape [${shape}]`);
-    }
+  for (const key of wrongShape) {
+    problems.push(
+      `"${key}" has shape [${stateDict.get(key)!.shape}] but the config needs [${expected.get(key)}]`,
+    );
+  }
+  for (const key of wrongSize) {
+    problems.push(`"${key}" has ${stateDict.get(key)!.data.length} values for shape [${expected.get(key)}]`);
   }
   if (problems.length > 0) {
     throw new DataError(`${source}: not the state dict of ${describe(model)}: ${problems.join("; ")}`);

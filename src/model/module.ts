@@ -53,8 +53,39 @@ function formatShape(shape: readonly number[]): string {
   return `[${shape.join(",")}]`;
 }
 
-export function sameShape(a: readonly number[], b: readonly number[]): boolean {
+function sameShape(a: readonly number[], b: readonly number[]): boolean {
   return a.length === b.length && a.every((d, i) => d === b[i]);
+}
+
+export interface StateDictComparison {
+  /** Expected keys the state dict lacks. */
+  missing: string[];
+  /** State dict keys nothing expects. */
+  unexpected: string[];
+  /** Keys present in both whose tensor has another shape. */
+  wrongShape: string[];
+  /** Keys with the right shape but another number of values (a malformed tensor). */
+  wrongSize: string[];
+}
+
+/** A state dict against the parameter shapes a model declares (`paramShapes()`; nothing allocated). */
+export function compareStateDict(
+  expected: ReadonlyMap<string, readonly number[]>,
+  stateDict: ReadonlyMap<string, TensorData>,
+): StateDictComparison {
+  const result: StateDictComparison = {
+    missing: [...expected.keys()].filter((k) => !stateDict.has(k)),
+    unexpected: [...stateDict.keys()].filter((k) => !expected.has(k)),
+    wrongShape: [],
+    wrongSize: [],
+  };
+  for (const [key, shape] of expected) {
+    const t = stateDict.get(key);
+    if (!t) continue;
+    if (!sameShape(t.shape, shape)) result.wrongShape.push(key);
+    else if (t.data.length !== shape.reduce((a, b) => a * b, 1)) result.wrongSize.push(key);
+  }
+  return result;
 }
 
 function listKeys(keys: string[]): string {
@@ -151,29 +182,31 @@ export abstract class Module {
     const strict = opts.strict ?? true;
     const source = opts.source ?? "state dict";
     const params = new Map(this.namedParams());
-    const missing = [...params.keys()].filter((k) => !stateDict.has(k));
-    const unexpected = [...stateDict.keys()].filter((k) => !params.has(k));
+    const shapes = this.paramShapes();
+    const { missing, unexpected, wrongShape, wrongSize } = compareStateDict(shapes, stateDict);
     if (strict && missing.length > 0) {
       throw new DataError(`${source}: missing key(s) the model needs: ${listKeys(missing)}`);
     }
     if (strict && unexpected.length > 0) {
       throw new DataError(`${source}: unexpected key(s) the model does not have: ${listKeys(unexpected)}`);
     }
+    const [badShape] = wrongShape;
+    if (badShape !== undefined) {
+      throw new DataError(
+        `${source}: ${badShape} has shape ${formatShape(stateDict.get(badShape)!.shape)} but the model's is ${formatShape(shapes.get(badShape)!)}`,
+      );
+    }
+    const [badSize] = wrongSize;
+    if (badSize !== undefined) {
+      const shape = shapes.get(badSize)!;
+      throw new DataError(
+        `${source}: ${badSize} has ${stateDict.get(badSize)!.data.length} values for shape ${formatShape(shape)} (${shape.reduce((a, b) => a * b, 1)})`,
+      );
+    }
     const updates: Array<[Param, TensorData]> = [];
     for (const [name, p] of params) {
       const t = stateDict.get(name);
       if (!t) continue;
-      if (!sameShape(t.shape, p.spec.shape)) {
-        throw new DataError(
-          `${source}: ${name} has shape ${formatShape(t.shape)} but the model's is ${formatShape(p.spec.shape)}`,
-        );
-      }
-      const size = p.spec.shape.reduce((a, b) => a * b, 1);
-      if (t.data.length !== size) {
-        throw new DataError(
-          `${source}: ${name} has ${t.data.length} values for shape ${formatShape(t.shape)} (${size})`,
-        );
-      }
       if (!p.variable) throw new Error(`parameter "${name}" is used before the model is initialized`);
       updates.push([p, t]);
     }

@@ -26,7 +26,7 @@ import { isNpz, readNpz } from "../io/npz.js";
 import { readSafetensors, type TensorData } from "../io/safetensors.js";
 import { readSideConfig, type SideConfig } from "../io/side_config.js";
 import { resamplePosEmbed } from "./layers/pos_embed.js";
-import { sameShape } from "./module.js";
+import { compareStateDict } from "./module.js";
 import { PRESETS } from "./presets.js";
 import type { VisionTransformer } from "./vision_transformer.js";
 
@@ -126,17 +126,18 @@ export function adaptStateDict(
   const resampledFrom = resamplePositions(sd, model, file, log);
   const reinitialized = replaceHeads(sd, own, file, log);
 
-  const mismatched = [...own]
-    .filter(([name, shape]) => sd.has(name) && !sameShape(sd.get(name)!.shape, shape))
-    .map(([name, shape]) => `${name} [${sd.get(name)!.shape}] vs the model's [${shape}]`);
+  const comparison = compareStateDict(own, sd);
+  const mismatched = comparison.wrongShape.map(
+    (name) => `${name} [${sd.get(name)!.shape}] vs the model's [${own.get(name)}]`,
+  );
   if (mismatched.length > 0) {
     throw new DataError(
       `${file}: weights of another architecture${archDiff(sd, cfg)}: ${listKeys(mismatched, 3)}`,
     );
   }
   const reinitKeys = new Set(reinitialized.flatMap((h) => [`${h}.weight`, `${h}.bias`]));
-  const missing = [...own.keys()].filter((k) => !sd.has(k) && !reinitKeys.has(k));
-  const unexpected = [...sd.keys()].filter((k) => !own.has(k));
+  const missing = comparison.missing.filter((k) => !reinitKeys.has(k));
+  const { unexpected } = comparison;
   if (missing.length + unexpected.length > 0) {
     const problems = [
       missing.length > 0 && `${missing.length} missing (${listKeys(missing, 5)})`,
