@@ -104,13 +104,7 @@ function loadCheckpoint(file: string, o: ModelSourceOptions): Loaded {
   const config = resolveConfig(meta.config, { source: file });
   const classes = o.labels ? readLabels(o.labels) : meta.classes;
   const numClasses = classifierWidth(tensors, file, classes, o.labels);
-  const model = createModel({ ...config.model, num_classes: numClasses }, { seed: 0 });
-  try {
-    model.loadStateDict(tensors, { source: file });
-  } catch (err) {
-    model.dispose();
-    throw err;
-  }
+  const { model } = buildAndLoad(config, numClasses, (m) => m.loadStateDict(tensors, { source: file }));
   return { model, config, classes };
 }
 
@@ -131,14 +125,28 @@ function loadPlainWeights(file: string, o: ModelSourceOptions): Loaded {
   const weights = readPretrained(file);
   const labels = o.labels ? readLabels(o.labels) : null;
   const numClasses = classifierWidth(weights.stateDict, file, labels, o.labels);
+  const { model, loaded } = buildAndLoad(config, numClasses, (m) => {
+    const report = loadPretrained(m, weights);
+    // A re-initialized classifier is random: fine to fine-tune, not to predict with.
+    if (report.reinitialized.length > 0) {
+      throw new DataError(
+        `${file}: no trained ${report.reinitialized.join(", ")} for ${o.preset ?? o.config}`,
+      );
+    }
+    return report;
+  });
+  return { model, config, classes: labels ?? loaded.classNames };
+}
+
+/** The config's model with `numClasses` outputs, loaded by `load`; disposed again if loading fails. */
+function buildAndLoad<T>(
+  config: Config,
+  numClasses: number,
+  load: (model: VisionTransformer) => T,
+): { model: VisionTransformer; loaded: T } {
   const model = createModel({ ...config.model, num_classes: numClasses }, { seed: 0 });
   try {
-    const { classNames, reinitialized } = loadPretrained(model, weights);
-    // A re-initialized classifier is random: fine to fine-tune, not to predict with.
-    if (reinitialized.length > 0) {
-      throw new DataError(`${file}: no trained ${reinitialized.join(", ")} for ${o.preset ?? o.config}`);
-    }
-    return { model, config, classes: labels ?? classNames };
+    return { model, loaded: load(model) };
   } catch (err) {
     model.dispose();
     throw err;
