@@ -9,7 +9,7 @@
 import { createHash } from "node:crypto";
 import { parseArgs } from "node:util";
 import * as tf from "@tensorflow/tfjs";
-import { initWasm } from "../src/backend_wasm.js";
+import { initWasm } from "../src/engines/tfjs/wasm_threads.js";
 
 const { values: args } = parseArgs({
   options: {

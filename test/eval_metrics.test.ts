@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
+import { confusionTable, evalJson, formatEvalText, perClassTable } from "../src/eval/report.js";
 import {
   addBatch,
   addPredictions,
@@ -11,8 +12,7 @@ import {
   softmax,
   summarize,
   topk,
-} from "../src/eval/metrics.js";
-import { confusionTable, evalJson, formatEvalText, perClassTable } from "../src/eval/report.js";
+} from "../src/metrics/classification.js";
 
 const close = (a: number, b: number, tol = 1e-9) => assert.ok(Math.abs(a - b) <= tol, `${a} != ${b}`);
 

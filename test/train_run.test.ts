@@ -11,11 +11,16 @@ import * as tf from "@tensorflow/tfjs";
 import sharp from "sharp";
 import { loadConfig } from "../src/config/index.js";
 import { ConfigSchema } from "../src/config/schema.js";
-import { readRunState, type TrainerState, writeTrainerState, writeWeights } from "../src/train/checkpoint.js";
 import { curvesSvg, niceTicks, writeCurves } from "../src/train/curves.js";
 import { NonFiniteWatch, RunningMeans } from "../src/train/device_stats.js";
 import { formatDuration, Progress, type StepStatus } from "../src/train/progress.js";
-import { createRunDir, MetricsLog, type MetricsRecord } from "../src/train/run_dir.js";
+import {
+  readRunState,
+  type TrainerState,
+  writeTrainerState,
+  writeWeights,
+} from "../src/weights/checkpoint.js";
+import { createRunDir, MetricsLog, type MetricsRecord } from "../src/weights/run_dir.js";
 
 await tf.setBackend("cpu");
 

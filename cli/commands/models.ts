@@ -15,7 +15,7 @@ export function register(program: Command): void {
 export async function listModels(json: boolean): Promise<string> {
   // Loaded here: the model modules import tfjs, which `vit --help` should not wait for.
   const { ModelConfigSchema } = await import("../../src/config/schema.js");
-  const { PRESETS } = await import("../../src/model/presets.js");
+  const { PRESETS } = await import("../../src/config/presets.js");
   const { modelStats } = await import("../../src/model/stats.js");
   const rows = PRESETS.map((preset) => {
     const cfg = ModelConfigSchema.parse(preset.model);

@@ -3,7 +3,12 @@
  * "images", "per_class", plus extra keys) and the human report (per-class table, confusion
  * matrix as text for up to 20 classes, most confused pairs).
  */
-import { type ClassMetrics, type ConfusedPair, mostConfused, type Summary } from "./metrics.js";
+import {
+  type ClassMetrics,
+  type ConfusedPair,
+  mostConfused,
+  type Summary,
+} from "../metrics/classification.js";
 
 /** Above this many classes the confusion matrix is only drawn (confusion.png), not printed. */
 export const MAX_TEXT_CONFUSION_CLASSES = 20;

@@ -14,10 +14,10 @@
  */
 import * as os from "node:os";
 import { DataError } from "../errors.js";
+import { checkTimmStateDict } from "../model/timm_spec.js";
 import { VisionTransformer, type VitConfig } from "../model/vision_transformer.js";
+import type { TensorData } from "../tensor.js";
 import { ProtoWriter } from "./protobuf.js";
-import type { TensorData } from "./safetensors.js";
-import { checkTimmStateDict } from "./timm_spec.js";
 
 const ONNX_OPSET = 17;
 const IR_VERSION = 8;

@@ -3,7 +3,7 @@
  * `[{"image": "a.jpg", "predictions": [{"label": "cat", "index": 3, "prob": 0.91}]}]`, most
  * probable first), `--csv` (one row per image), or an aligned table for a person.
  */
-import { softmax, topk } from "../eval/metrics.js";
+import { softmax, topk } from "../metrics/classification.js";
 
 export interface Prediction {
   label: string;

@@ -17,10 +17,9 @@ import { type MixupOptions, mixupCutmix, mixupOptions } from "../data/mixup.js";
 import { stepRng } from "../data/random.js";
 import { loadDatasets } from "../data/sources.js";
 import { InterruptedError, UsageError, VitError } from "../errors.js";
-import { addBatch, emptyTally, type Summary, summarize } from "../eval/metrics.js";
 import { writeFileAtomic } from "../io/atomic.js";
 import { readSafetensorsHeader } from "../io/safetensors.js";
-import { loadPretrained, type PretrainedReport } from "../model/pretrained.js";
+import { addBatch, emptyTally, type Summary, summarize } from "../metrics/classification.js";
 import { createModel, type VisionTransformer } from "../model/vision_transformer.js";
 import {
   readCheckpointMetadata,
@@ -28,14 +27,15 @@ import {
   type TrainerState,
   writeTrainerState,
   writeWeights,
-} from "./checkpoint.js";
+} from "../weights/checkpoint.js";
+import { loadPretrained, type PretrainedReport } from "../weights/pretrained.js";
+import { createRunDir, MetricsLog, type MetricsRecord, runPath } from "../weights/run_dir.js";
 import { writeCurves } from "./curves.js";
 import { NonFiniteWatch, RunningMeans } from "./device_stats.js";
 import { trainingCriterion } from "./distill.js";
 import { ModelEma } from "./ema.js";
 import { classLogits } from "./losses.js";
 import { formatSummary, Progress, type StepStatus } from "./progress.js";
-import { createRunDir, MetricsLog, type MetricsRecord, runPath } from "./run_dir.js";
 import { createTrainState } from "./state.js";
 import { disposeStepResult, type MicroBatch, type TrainState, trainStep } from "./step.js";
 

@@ -7,7 +7,7 @@
 import * as tf from "@tensorflow/tfjs";
 import type { OptimizerConfig } from "../config/schema.js";
 import { DataError } from "../errors.js";
-import type { TensorData } from "../io/safetensors.js";
+import type { TensorData } from "../tensor.js";
 
 export type NamedVariable = [name: string, variable: tf.Variable];
 export type GradMap = Map<string, tf.Tensor>;

@@ -9,11 +9,12 @@ import * as path from "node:path";
 import { type Config, loadConfig, resolveConfig } from "../config/index.js";
 import { DataError, UsageError } from "../errors.js";
 import { isNpz } from "../io/npz.js";
-import { readSafetensors, readSafetensorsHeader, type TensorData } from "../io/safetensors.js";
-import { loadPretrained, readPretrained } from "../model/pretrained.js";
+import { readSafetensors, readSafetensorsHeader } from "../io/safetensors.js";
 import { createModel, type VisionTransformer } from "../model/vision_transformer.js";
-import { readCheckpointMetadata } from "../train/checkpoint.js";
-import { runPath } from "../train/run_dir.js";
+import type { TensorData } from "../tensor.js";
+import { readCheckpointMetadata } from "./checkpoint.js";
+import { loadPretrained, readPretrained } from "./pretrained.js";
+import { runPath } from "./run_dir.js";
 
 export interface ModelSourceOptions {
   run?: string;

@@ -9,9 +9,7 @@ import * as fs from "node:fs";
 import { z } from "zod";
 import type { ModelConfig } from "../config/schema.js";
 import { DataError } from "../errors.js";
-import type { TensorData } from "./safetensors.js";
-
-export type StateDict = Map<string, TensorData>;
+import type { StateDict, TensorData } from "../tensor.js";
 
 export interface DetectedNaming {
   naming: "timm" | "hf";

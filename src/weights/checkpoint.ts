@@ -8,8 +8,9 @@
  */
 import type { Config } from "../config/schema.js";
 import { DataError } from "../errors.js";
-import { readSafetensors, type TensorData, writeSafetensors } from "../io/safetensors.js";
-import type { OptimizerState } from "./optimizer.js";
+import { readSafetensors, writeSafetensors } from "../io/safetensors.js";
+import type { TensorData } from "../tensor.js";
+import type { OptimizerState } from "../train/optimizer.js";
 
 /** Where the run is: every random draw is a function of (seed, epoch, step), so this is the RNG state too. */
 export interface TrainerState {

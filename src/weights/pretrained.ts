@@ -18,17 +18,19 @@
  * (which no tensor shape shows, so it is checked), the class names, and for timm's, the
  * preprocessing.
  */
+
+import { PRESETS } from "../config/presets.js";
 import type { DataConfig, ModelConfig } from "../config/schema.js";
 import { DataError, UsageError } from "../errors.js";
-import { jaxVitToTimm } from "../io/jax_vit.js";
-import { type StateDict, toTimmNames } from "../io/keymaps.js";
 import { isNpz, readNpz } from "../io/npz.js";
-import { readSafetensors, type TensorData } from "../io/safetensors.js";
-import { readSideConfig, type SideConfig } from "../io/side_config.js";
-import { resamplePosEmbed } from "./layers/pos_embed.js";
-import { compareStateDict } from "./module.js";
-import { PRESETS } from "./presets.js";
-import type { VisionTransformer } from "./vision_transformer.js";
+import { readSafetensors } from "../io/safetensors.js";
+import { resamplePosEmbed } from "../model/layers/pos_embed.js";
+import { compareStateDict } from "../model/module.js";
+import type { VisionTransformer } from "../model/vision_transformer.js";
+import type { StateDict, TensorData } from "../tensor.js";
+import { jaxVitToTimm } from "./jax_vit.js";
+import { toTimmNames } from "./keymaps.js";
+import { readSideConfig, type SideConfig } from "./side_config.js";
 
 export type WeightsFormat = "timm" | "hf" | "npz";
 

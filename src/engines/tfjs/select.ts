@@ -6,8 +6,8 @@
  */
 import os from "node:os";
 import * as tf from "@tensorflow/tfjs";
-import type { BackendName } from "./config/schema.js";
-import { UsageError, VitError } from "./errors.js";
+import type { BackendName } from "../../config/schema.js";
+import { UsageError, VitError } from "../../errors.js";
 
 /** The native packages, fastest first. Both need libtensorflow 2.9.1, which they download at install. */
 export const NATIVE_PACKAGES = ["@tensorflow/tfjs-node-gpu", "@tensorflow/tfjs-node"] as const;
@@ -112,7 +112,7 @@ async function tryWasm(
   const missing = await importPackage(WASM_PACKAGE, importer);
   if (missing !== undefined) return missing;
   // Imported only now: it imports the wasm package itself.
-  const { initWasm } = await import("./backend_wasm.js");
+  const { initWasm } = await import("./wasm_threads.js");
   let note: string | undefined;
   if (threads > 1) {
     try {
