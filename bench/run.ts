@@ -29,9 +29,9 @@ import {
   TrainConfigSchema,
 } from "../src/config/schema.js";
 import { describeBackend, initBackend } from "../src/engines/tfjs/select.js";
-import { alignTable } from "../src/eval/report.js";
 import { modelStats } from "../src/model/stats.js";
 import { createModel, type VitConfig } from "../src/model/vision_transformer.js";
+import { alignTable } from "../src/plot/table.js";
 import { Rng } from "../src/random.js";
 import { classificationCriterion } from "../src/train/losses.js";
 import { createTrainState } from "../src/train/state.js";

@@ -201,7 +201,7 @@ const close = (a: number, b: number, tol: number, what: string) =>
   assert.ok(Math.abs(a - b) <= tol, `${what}: ${a} != ${b}`);
 
 describe("vit eval / predict / attention (child processes)", { concurrency: 2 }, () => {
-  test("eval --run --json: the DESIGN.md shape with numbers equal to a run in this process", async () => {
+  test("eval --run --json: the documented JSON shape with numbers equal to a run in this process", async () => {
     const r = await vit(["eval", "--run", rel("runs", "tiny"), "--json"]);
     assert.equal(r.code, 0, r.stderr);
     const j = JSON.parse(r.stdout);

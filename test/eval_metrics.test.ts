@@ -158,7 +158,7 @@ describe("report", () => {
   addBatch(t, [2, 1, 0, 0, 2, 1, 0, 1, 2, 0, 1, 2], [0, 1, 1, 0]);
   const s = summarize(t);
 
-  test("JSON keeps the DESIGN.md keys, per_class by name, and the extras", () => {
+  test("JSON keeps the documented keys, per_class by name, and the extras", () => {
     const j = evalJson({ classes, summary: s, source: { checkpoint: "x.safetensors" } });
     assert.deepEqual(Object.keys(j).slice(0, 5), ["top1", "top5", "loss", "images", "per_class"]);
     assert.equal(j.top1, 0.5);

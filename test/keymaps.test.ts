@@ -1,7 +1,7 @@
 /**
  * timm <-> Hugging Face state-dict names. The HF dicts here are built from the parity fixtures by
  * the renaming transformers' convert_{vit,deit}_timm_to_pytorch.py applies, written out by hand
- * (independently of src/io/keymaps.ts), then converted back and compared bit for bit.
+ * (independently of src/weights/keymaps.ts), then converted back and compared bit for bit.
  */
 import assert from "node:assert/strict";
 import * as fs from "node:fs";

@@ -14,6 +14,7 @@
  */
 import * as os from "node:os";
 import { DataError } from "../errors.js";
+import { LAYER_NORM_EPS } from "../model/layers/layer_norm.js";
 import { checkTimmStateDict } from "../model/timm_spec.js";
 import { VisionTransformer, type VitConfig } from "../model/vision_transformer.js";
 import type { TensorData } from "../tensor.js";
@@ -21,7 +22,6 @@ import { ProtoWriter } from "./protobuf.js";
 
 const ONNX_OPSET = 17;
 const IR_VERSION = 8;
-const LAYER_NORM_EPS = 1e-6;
 /** protobuf messages are limited to 2 GiB; larger models need ONNX external data. */
 const MAX_MODEL_BYTES = 2 ** 31 - 1;
 

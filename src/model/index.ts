@@ -1,4 +1,4 @@
-/** The model API the rest of the project uses (CONTRACTS.md, "Model helper"). */
+/** The model API the rest of the project uses (docs/design.md "Layers"). */
 
 export type { StateDict } from "../tensor.js";
 export { initParameters, type WeightInit } from "./init.js";

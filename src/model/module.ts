@@ -86,9 +86,9 @@ export function compareStateDict(
   return result;
 }
 
-function listKeys(keys: string[]): string {
-  const shown = keys.slice(0, 5).join(", ");
-  return keys.length > 5 ? `${shown}, ... (${keys.length} in all)` : shown;
+/** The first `n` keys, and how many there are when that is not all of them. */
+export function listKeys(keys: readonly string[], n = 5): string {
+  return keys.slice(0, n).join(", ") + (keys.length > n ? `, ... (${keys.length} in all)` : "");
 }
 
 export abstract class Module {

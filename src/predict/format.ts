@@ -1,5 +1,5 @@
 /**
- * What `vit predict` prints, one image at a time so results stream: `--json` (DESIGN.md:
+ * What `vit predict` prints, one image at a time so results stream: `--json` (docs/design.md "CLI contract":
  * `[{"image": "a.jpg", "predictions": [{"label": "cat", "index": 3, "prob": 0.91}]}]`, most
  * probable first), `--csv` (one row per image), or an aligned table for a person.
  */

@@ -111,7 +111,7 @@ function loadCheckpoint(file: string, o: ModelSourceOptions): Loaded {
 
 /**
  * Plain timm / Hugging Face / Google .npz weights with --model or --config, loaded as
- * `model.pretrained` is (src/model/pretrained.ts): names converted, pos_embed resampled to the
+ * `model.pretrained` is (src/weights/pretrained.ts): names converted, pos_embed resampled to the
  * config's image size, class names from a config.json beside the file unless --labels.
  */
 function loadPlainWeights(file: string, o: ModelSourceOptions): Loaded {
