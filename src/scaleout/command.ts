@@ -118,7 +118,8 @@ export function timmCommand(cfg: Config, opts: TimmCommandOptions): TimmCommand 
       note: "timm's prefetcher is CUDA's",
     });
   }
-  const launcher = torchrun(nproc, nnodes, opts.rdzvEndpoint, cfg.name);
+  // One CPU process needs no launcher: without torchrun's environment train.py runs undistributed.
+  const launcher = opts.cpu ? ["python3"] : torchrun(nproc, nnodes, opts.rdzvEndpoint, cfg.name);
   rows.push({ key: "(processes)", value: `${nproc} x ${nnodes}`, timm: launcher.join(" "), note: "" });
   const argv = [
     ...launcher,
