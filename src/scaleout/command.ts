@@ -5,7 +5,7 @@
 import * as path from "node:path";
 import type { Config } from "../config/schema.js";
 import { ConfigError, UsageError } from "../errors.js";
-import { timmArchitecture } from "../io/export.js";
+import { timmArchitecture } from "../weights/export.js";
 import { VisionTransformer } from "../model/vision_transformer.js";
 import { splitBatch } from "./batch.js";
 import { planData } from "./data_plan.js";

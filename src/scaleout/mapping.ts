@@ -5,7 +5,7 @@
  * it goes in --model-kwargs too), timm.optim / timm.scheduler factories, TokenDistillationTask.
  */
 import type { Config } from "../config/schema.js";
-import { findPreset } from "../model/presets.js";
+import { findPreset } from "../config/presets.js";
 import type { BatchSplit } from "./batch.js";
 import type { DataPlan } from "./data_plan.js";
 import type { PretrainedPlan } from "./pretrained.js";
