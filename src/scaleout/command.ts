@@ -5,8 +5,8 @@
 import * as path from "node:path";
 import type { Config } from "../config/schema.js";
 import { ConfigError, UsageError } from "../errors.js";
-import { timmArchitecture } from "../weights/export.js";
 import { VisionTransformer } from "../model/vision_transformer.js";
+import { timmArchitecture } from "../weights/export.js";
 import { splitBatch } from "./batch.js";
 import { planData } from "./data_plan.js";
 import { type KeyMapping, type MapContext, RULES, type TimmArg } from "./mapping.js";

@@ -4,8 +4,9 @@
  * cannot be left out). Sources: timm v1.0.28 train.py (argparse; create_model gets no img_size, so
  * it goes in --model-kwargs too), timm.optim / timm.scheduler factories, TokenDistillationTask.
  */
-import type { Config } from "../config/schema.js";
+
 import { findPreset } from "../config/presets.js";
+import type { Config } from "../config/schema.js";
 import type { BatchSplit } from "./batch.js";
 import type { DataPlan } from "./data_plan.js";
 import type { PretrainedPlan } from "./pretrained.js";
