@@ -396,7 +396,20 @@ describe("distillation", () => {
     assert.equal(args.has("--kd-temperature"), false);
     assert.match(
       rows.find((r) => r.key === "distill.teacher")!.note,
-      /vit export --run runs\/quickstart --format timm --out teacher dir/,
+      /vit export --run runs\/quickstart --format timm --out 'teacher dir'/,
+    );
+  });
+
+  test("a TensorFlow.js teacher cannot go to timm, and the error says so", () => {
+    const tfjs = path.join(tmp, "tfjs-teacher");
+    fs.mkdirSync(tfjs, { recursive: true });
+    fs.writeFileSync(path.join(tfjs, "model.json"), "{}");
+    const { cfg } = config(
+      `model: {preset: vit_micro_patch8_32, distilled: true}\ndistill: {teacher: ${tfjs}}\n`,
+    );
+    assert.throws(
+      () => command(cfg),
+      (e: Error) => e instanceof ConfigError && /TensorFlow.js model, which timm cannot load/.test(e.message),
     );
   });
 

@@ -5,11 +5,15 @@
  * it goes in --model-kwargs too), timm.optim / timm.scheduler factories, TokenDistillationTask.
  */
 
+import * as fs from "node:fs";
+import * as path from "node:path";
 import { findPreset } from "../config/presets.js";
 import type { Config } from "../config/schema.js";
+import { ConfigError } from "../errors.js";
 import type { BatchSplit } from "./batch.js";
 import type { DataPlan } from "./data_plan.js";
 import type { PretrainedPlan } from "./pretrained.js";
+import { shellLine } from "./shell.js";
 
 export interface TimmArg {
   flag: string;
@@ -304,13 +308,7 @@ export const RULES: Readonly<Record<string, Rule>> = {
   }),
   "train.log_interval": (c) => ({ args: [arg("--log-interval", c.cfg.train.log_interval)] }),
 
-  "distill.teacher": (c) =>
-    distills(c)
-      ? {
-          args: [arg("--kd-model-name", `local-dir:${c.teacherDir}`)],
-          note: `export it first: vit export --run ${c.cfg.distill!.teacher} --format timm --out ${c.teacherDir}`,
-        }
-      : { note: distillOff },
+  "distill.teacher": (c) => (distills(c) ? teacherMapping(c) : { note: distillOff }),
   "distill.type": (c) =>
     distills(c)
       ? {
@@ -330,6 +328,25 @@ export const RULES: Readonly<Record<string, Rule>> = {
   "runtime.threads": () => ({ note: "PyTorch sizes its own thread pools" }),
   "output.dir": (c) => ({ args: [arg("--output", c.cfg.output.dir)] }),
 };
+
+/**
+ * timm builds the teacher by name; a run of this framework becomes one through `vit export --format
+ * timm` into a folder (config.json + model.safetensors), which timm opens as `local-dir:<folder>`.
+ */
+function teacherMapping(c: MapContext): KeyMapping {
+  const teacher = c.cfg.distill!.teacher;
+  if (teacher.endsWith(".json") || fs.existsSync(path.join(teacher, "model.json"))) {
+    throw new ConfigError(
+      `distill.teacher: ${teacher} is a TensorFlow.js model, which timm cannot load: ` +
+        "use a run folder or checkpoint of this framework as the teacher to train with timm",
+    );
+  }
+  const source = teacher.endsWith(".safetensors") ? "--checkpoint" : "--run";
+  return {
+    args: [arg("--kd-model-name", `local-dir:${c.teacherDir}`)],
+    note: `export it first: ${shellLine(["vit", "export", source, teacher, "--format", "timm", "--out", c.teacherDir])}`,
+  };
+}
 
 function batchMapping(c: MapContext): KeyMapping {
   const { effective, processes, perProcess, accumSteps } = c.batch;
