@@ -120,7 +120,7 @@ export function timmCommand(cfg: Config, opts: TimmCommandOptions): TimmCommand 
   }
   // One CPU process needs no launcher: without torchrun's environment train.py runs undistributed.
   const launcher = opts.cpu ? ["python3"] : torchrun(nproc, nnodes, opts.rdzvEndpoint, cfg.name);
-  rows.push({ key: "(processes)", value: `${nproc} x ${nnodes}`, timm: launcher.join(" "), note: "" });
+  rows.push({ key: "(processes)", value: `${nproc} x ${nnodes}`, timm: shellLine(launcher), note: "" });
   const argv = [
     ...launcher,
     opts.trainPy ?? "train.py",
@@ -158,11 +158,11 @@ function addArg(args: TimmArg[], a: TimmArg): void {
 }
 
 function render(args: readonly TimmArg[]): string {
-  return args.map((a) => [a.flag, ...a.values].join(" ")).join(" ");
+  return shellLine(args.flatMap((a) => [a.flag, ...a.values]));
 }
 
 function tableRow(key: string, value: string, m: KeyMapping): TableRow {
-  const parts = [render(m.args ?? []), m.kwargs?.length ? `--model-kwargs ${m.kwargs.join(" ")}` : ""];
+  const parts = [render(m.args ?? []), m.kwargs?.length ? shellLine(["--model-kwargs", ...m.kwargs]) : ""];
   const timm = parts.filter(Boolean).join(" ");
   return { key, value, timm: timm || "-", note: m.note ?? "" };
 }
