@@ -10,12 +10,13 @@ import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import { after, describe, test } from "node:test";
-import { fileURLToPath } from "node:url";
 import * as tf from "@tensorflow/tfjs";
 import { keysAt } from "../src/config/format.js";
 import { loadConfig } from "../src/config/index.js";
 import { type Config, ConfigSchema } from "../src/config/schema.js";
 import { ConfigError, UsageError } from "../src/errors.js";
+import { writeSafetensors } from "../src/io/safetensors.js";
+import { VisionTransformer } from "../src/model/vision_transformer.js";
 import { splitBatch } from "../src/scaleout/batch.js";
 import { type TimmCommandOptions, timmCommand } from "../src/scaleout/command.js";
 import { RULES } from "../src/scaleout/mapping.js";
@@ -23,8 +24,8 @@ import { shellLine, shellQuote } from "../src/scaleout/shell.js";
 import { naturalCompare } from "../src/scaleout/timm_folder.js";
 import { softDistillationLoss } from "../src/train/distill.js";
 import { makeSchedule } from "../src/train/schedule.js";
+import { ROOT, runVit } from "./support.js";
 
-const ROOT = path.join(path.dirname(fileURLToPath(import.meta.url)), "..");
 const CONFIGS = path.join(ROOT, "configs");
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), "vit-scaleout-"));
 after(() => fs.rmSync(tmp, { recursive: true, force: true }));
@@ -222,6 +223,52 @@ describe("mapping of every config key", () => {
     assert.deepEqual(cpu.args.get("--no-prefetcher"), []);
     const multi = command(cfg, { nprocPerNode: 8, nnodes: 2, rdzvEndpoint: "node0:29500" });
     assert.deepEqual(multi.argv.slice(0, 5), ["torchrun", "--nnodes", "2", "--nproc_per_node", "8"]);
+  });
+});
+
+describe("model.pretrained", () => {
+  /** A timm-named file with the micro ViT's tensors, `classes` wide in the head. */
+  function weightsFile(name: string, classes: number, rename?: (k: string) => string): string {
+    const { cfg } = config("model: vit_micro_patch8_32\n");
+    const shapes = new VisionTransformer({ ...cfg.model, num_classes: classes }).paramShapes();
+    const tensors = new Map(
+      [...shapes].map(([k, shape]) => [
+        rename ? rename(k) : k,
+        { shape, data: new Float32Array(shape.reduce((a, b) => a * b, 1)) },
+      ]),
+    );
+    const file = path.join(tmp, name);
+    writeSafetensors(file, tensors);
+    return file;
+  }
+
+  test("a file that fits the model exactly loads strictly with --initial-checkpoint", () => {
+    const file = weightsFile("exact.safetensors", 10);
+    const { args } = command(config(`model: {preset: vit_micro_patch8_32, pretrained: ${file}}\n`).cfg);
+    assert.deepEqual(args.get("--initial-checkpoint"), [file]);
+    assert.equal(args.has("--pretrained"), false);
+  });
+
+  test("another head (or a file not here) is a fine-tune: --pretrained --pretrained-path", () => {
+    const file = weightsFile("imagenet.safetensors", 1000);
+    for (const source of [file, "/nonexistent/vit.safetensors"]) {
+      const { args, rows } = command(
+        config(`model: {preset: vit_micro_patch8_32, pretrained: ${source}}\n`).cfg,
+      );
+      assert.deepEqual(args.get("--pretrained"), []);
+      assert.deepEqual(args.get("--pretrained-path"), [source]);
+      assert.equal(args.has("--initial-checkpoint"), false);
+      assert.match(rows.find((r) => r.key === "model.pretrained")!.note, /re-initialises the head/);
+    }
+  });
+
+  test("weights without timm's names are refused with the vit import line", () => {
+    const file = weightsFile("hf.safetensors", 10, (k) => `vit.${k}`);
+    const { cfg } = config(`model: {preset: vit_micro_patch8_32, pretrained: ${file}}\n`);
+    assert.throws(
+      () => command(cfg),
+      (e: Error) => e instanceof ConfigError && /vit import/.test(e.message),
+    );
   });
 });
 
@@ -441,6 +488,30 @@ describe("distillation", () => {
       false,
     );
     assert.match(rows.find((r) => r.key === "model.distilled")!.note, /^differs/);
+  });
+});
+
+describe("the CLI", () => {
+  test("vit timm-command: one line on stdout, the table on stderr, exit 0", async () => {
+    const r = await runVit(
+      ["timm-command", "--config", path.join(CONFIGS, "quickstart.yaml"), "--device", "cpu"],
+      { cwd: tmp },
+    );
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(r.stdout.split("\n").length, 2, "one line and its newline");
+    assert.match(r.stdout, /^python3 train\.py .* --device cpu /);
+    assert.match(r.stderr, /^config key +value +timm train\.py/);
+    assert.match(r.stderr, /train\.optimizer\.lr +0\.001 +--lr 0\.001/);
+  });
+
+  test("vit timm-command: a batch that does not split is exit 2 with the reason", async () => {
+    const r = await runVit(
+      ["timm-command", "--config", path.join(CONFIGS, "quickstart.yaml"), "--nproc-per-node", "32"],
+      { cwd: tmp },
+    );
+    assert.equal(r.code, 2);
+    assert.equal(r.stdout, "");
+    assert.match(r.stderr, /cannot be split evenly over 32 processes/);
   });
 });
 

@@ -16,6 +16,7 @@ import type { Dataset } from "../src/data/dataset.js";
 import { loadDatasets } from "../src/data/sources.js";
 import { UsageError } from "../src/errors.js";
 import { exportImageFolder } from "../src/scaleout/data_export.js";
+import { runVit } from "./support.js";
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), "vit-scaleout-data-"));
 after(() => fs.rmSync(tmp, { recursive: true, force: true }));
@@ -116,6 +117,23 @@ describe("vit data export", () => {
     await roundTrip(cfg, out, tmp);
     const files = (fs.readdirSync(out, { recursive: true }) as string[]).filter((f) => f.endsWith(".png"));
     assert.equal(files.length, 9, "no two files written to one name");
+  });
+
+  test("vit data export: the folder on stdout, the counts on stderr", async () => {
+    const file = path.join(tmp, "cli.yaml");
+    fs.writeFileSync(file, synthetic);
+    const out = path.join(tmp, "cli export");
+    const r = await runVit(["data", "export", "--config", file, "--out", out], {
+      cwd: tmp,
+      env: { VIT_CACHE_DIR: path.join(tmp, "cache-a") },
+    });
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(r.stdout, `${out}\n`);
+    assert.match(
+      r.stderr,
+      /10 classes, 50 train \+ 10 val images \(60 linked, 0 copied, 0 converted to PNG\)/,
+    );
+    assert.deepEqual(tree(out), tree(path.join(tmp, "synthetic-a")));
   });
 
   test("an export goes into a new or empty folder only", async () => {
