@@ -312,6 +312,16 @@ describe("data for timm", () => {
     }
   });
 
+  test("images in sub-folders of a class go through vit data export (timm labels by the leaf folder)", () => {
+    const root = path.join(tmp, "nested");
+    folder(root, ["cat", "dog"]);
+    fs.mkdirSync(path.join(root, "train", "cat", "indoor"));
+    fs.writeFileSync(path.join(root, "train", "cat", "indoor", "b.png"), "");
+    const { args, rows } = command(config(`data: {train: ${root}/train, val: ${root}/val}\n`).cfg);
+    assert.ok(args.has("--class-map"));
+    assert.match(rows.find((r) => r.key === "data.train")!.note, /by its sub-folder/);
+  });
+
   test("natural order is timm's natural_key: digit runs as numbers, case-blind", () => {
     assert.deepEqual(["b10", "B2", "a", "b1"].toSorted(naturalCompare), ["a", "b1", "B2", "b10"]);
   });

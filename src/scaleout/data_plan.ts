@@ -69,8 +69,16 @@ export function planData(cfg: Config, exportDir: string): DataPlan {
   if (valSet && new Set(valSet.samples.map((s) => s.label)).size !== classes.length) {
     return exported("data.val lacks some classes, so timm would number its classes differently", classes);
   }
-  const unread = [...trainSet.samples, ...(valSet?.samples ?? [])].find((s) => !timmReadsImage(s.path));
-  if (unread) return exported(`timm reads only .png/.jpg/.jpeg files, not ${unread.path}`, classes);
+  const files = [
+    ...trainSet.samples.map((s) => [train, s.path]),
+    ...(valSet?.samples ?? []).map((s) => [val, s.path]),
+  ];
+  const unread = files.find(([, file]) => !timmReadsImage(file));
+  if (unread) return exported(`timm reads only .png/.jpg/.jpeg files, not ${unread[1]}`, classes);
+  // timm labels an image by the folder it sits in; vit by the class folder above any sub-folders.
+  const nested = files.find(([root, file]) => path.relative(root, file).split(path.sep).length !== 2);
+  if (nested)
+    return exported(`timm would label ${nested[1]} by its sub-folder, not its class folder`, classes);
   return direct;
 }
 
