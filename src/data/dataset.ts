@@ -2,6 +2,7 @@
  * What every source turns into: a list of (file, label) pairs and the class names the labels index.
  * The class names travel with the dataset into the loader, the trainer and the checkpoints.
  */
+import type { ImageWalk } from "./image_files.js";
 
 export interface Sample {
   path: string;
@@ -22,6 +23,8 @@ export interface OpenOptions {
    * checkpoint's classes in `vit eval --data`. Every label found must be one of them.
    */
   classes?: readonly string[];
+  /** The folder walk shared with another dataset (train and val), so no file is listed in both. */
+  walk?: ImageWalk;
 }
 
 /** Index of each name in `classes`, for turning folder names or CSV labels into labels. */

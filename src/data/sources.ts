@@ -7,6 +7,7 @@ import type { DataConfig } from "../config/schema.js";
 import { DataError } from "../errors.js";
 import { readCsvManifest } from "./csv_manifest.js";
 import type { Dataset, OpenOptions } from "./dataset.js";
+import { ImageWalk } from "./image_files.js";
 import { scanImageFolder } from "./image_folder.js";
 import { stratifiedSplit } from "./split.js";
 import { ensureSynthetic } from "./synthetic.js";
@@ -50,7 +51,9 @@ export async function loadDatasets(data: DataConfig, opts: LoadOptions): Promise
           cacheDir: opts.cacheDir,
         })
       : data.train;
-  const all = openDataset(trainSource);
+  // One walk for both folders: a file reachable from train and val is listed in train only.
+  const walk = new ImageWalk();
+  const all = openDataset(trainSource, { walk });
   const { classes } = all;
   if (opts.numClasses != null && opts.numClasses !== classes.length) {
     throw new DataError(
@@ -60,7 +63,7 @@ export async function loadDatasets(data: DataConfig, opts: LoadOptions): Promise
   }
   let train = all;
   let val: Dataset;
-  if (data.val) val = openDataset(data.val, { classes });
+  if (data.val) val = openDataset(data.val, { classes, walk });
   else {
     ({ train, val } = stratifiedSplit(all, data.val_split, opts.seed));
   }

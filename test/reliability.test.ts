@@ -1,0 +1,123 @@
+/**
+ * Hostile input (issue 15): each hole the battery found has a named test here that failed on the
+ * code before its fix. Child-process tests of predict/eval on bad batches are in eval_cli.test.ts.
+ */
+import assert from "node:assert/strict";
+import * as fs from "node:fs";
+import * as os from "node:os";
+import * as path from "node:path";
+import { after, describe, test } from "node:test";
+import { DataConfigSchema } from "../src/config/schema.js";
+import { scanImageFolder } from "../src/data/image_folder.js";
+import { loadDatasets } from "../src/data/sources.js";
+import { expandInputs } from "../src/predict/inputs.js";
+
+const tmp = fs.mkdtempSync(path.join(os.tmpdir(), "vit-reliability-"));
+after(() => fs.rmSync(tmp, { recursive: true, force: true }));
+const dirFor = (name: string) => fs.mkdtempSync(path.join(tmp, `${name}-`));
+
+/** Empty files with image names: listing never decodes them. */
+function touch(root: string, files: string[]): void {
+  for (const f of files) {
+    fs.mkdirSync(path.dirname(path.join(root, f)), { recursive: true });
+    fs.writeFileSync(path.join(root, f), "");
+  }
+}
+
+/** Runs `fn` with stderr captured; returns its result and what it wrote. */
+function capturingStderr<T>(fn: () => T): { result: T; stderr: string } {
+  const write = process.stderr.write;
+  let stderr = "";
+  process.stderr.write = ((chunk: string) => {
+    stderr += chunk;
+    return true;
+  }) as typeof process.stderr.write;
+  try {
+    return { result: fn(), stderr };
+  } finally {
+    process.stderr.write = write;
+  }
+}
+
+describe("hole 2: directory symlink cycles", () => {
+  test("ImageFolder visits each real folder once and names the skipped links", () => {
+    const root = dirFor("cycle");
+    touch(root, ["cat/a.png", "cat/b.png", "dog/c.png", "dog/sub/d.png"]);
+    fs.symlinkSync("..", path.join(root, "cat", "up"));
+    fs.symlinkSync(".", path.join(root, "dog", "sub", "self"));
+    fs.symlinkSync("../dog", path.join(root, "cat", "to_dog"));
+    const { result: ds, stderr } = capturingStderr(() => scanImageFolder(root));
+    const warnings = stderr.trimEnd().split("\n");
+    assert.deepEqual(
+      ds.samples.map((s) => [path.relative(root, s.path), ds.classes[s.label]]),
+      [
+        ["cat/a.png", "cat"],
+        ["cat/b.png", "cat"],
+        ["dog/c.png", "dog"],
+        ["dog/sub/d.png", "dog"],
+      ],
+    );
+    assert.equal(warnings.length, 3, warnings.join("\n"));
+    for (const link of ["cat/up", "cat/to_dog", "dog/sub/self"]) {
+      assert.ok(
+        warnings.some((w) => w.startsWith(`warning: skipping ${path.join(root, link)}: it leads to `)),
+        `${link} in ${warnings.join("\n")}`,
+      );
+    }
+  });
+
+  test("a file reachable twice never lands in both train and val", async () => {
+    const root = dirFor("split");
+    touch(root, [
+      "train/cat/a.png",
+      "train/cat/b.png",
+      "train/dog/c.png",
+      "train/dog/d.png",
+      "val/cat/e.png",
+      "val/dog/g.png",
+    ]);
+    fs.symlinkSync(path.join(root, "train", "dog", "c.png"), path.join(root, "val", "dog", "c_again.png"));
+    fs.symlinkSync(path.join(root, "train"), path.join(root, "val", "dog", "all_of_train"));
+    const { result, stderr } = capturingStderr(() =>
+      loadDatasets(DataConfigSchema.parse({ train: path.join(root, "train"), val: path.join(root, "val") }), {
+        seed: 0,
+        imgSize: 32,
+      }),
+    );
+    const ds = await result;
+    const real = (s: { path: string }) => fs.realpathSync(s.path);
+    const train = new Set(ds.train.samples.map(real));
+    assert.ok(
+      ds.val.samples.every((s) => !train.has(real(s))),
+      "no file in both",
+    );
+    assert.deepEqual(
+      ds.val.samples.map((s) => path.relative(root, s.path)),
+      ["val/cat/e.png", "val/dog/g.png"],
+    );
+    assert.match(stderr, /^warning: skipping .*val\/dog\/c_again\.png: the same file as one already listed/m);
+    assert.match(stderr, /^warning: skipping .*val\/dog\/all_of_train: it leads to /m);
+  });
+
+  test("a cycle inside one class with val_split: every image once, split disjoint", async () => {
+    const root = dirFor("valsplit");
+    touch(root, ["cat/a.png", "cat/b.png", "cat/c.png", "dog/d.png", "dog/e.png", "dog/f.png"]);
+    fs.symlinkSync("..", path.join(root, "cat", "up"));
+    const { result } = capturingStderr(() =>
+      loadDatasets(DataConfigSchema.parse({ train: root, val_split: 0.34 }), { seed: 0, imgSize: 32 }),
+    );
+    const ds = await result;
+    const all = [...ds.train.samples, ...ds.val.samples].map((s) => s.path);
+    assert.equal(all.length, 6);
+    assert.equal(new Set(all).size, 6);
+  });
+
+  test("predict on a folder holding self -> . lists each image once and says so", () => {
+    const root = dirFor("predict");
+    touch(root, ["a.png", "b.jpg"]);
+    fs.symlinkSync(".", path.join(root, "self"));
+    const { result, stderr } = capturingStderr(() => expandInputs([root, path.join(root, "self")]));
+    assert.deepEqual(result.files, [path.join(root, "a.png"), path.join(root, "b.jpg")]);
+    assert.match(stderr, /^warning: skipping .*self: it leads to /m);
+  });
+});
