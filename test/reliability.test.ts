@@ -121,3 +121,21 @@ describe("hole 2: directory symlink cycles", () => {
     assert.match(stderr, /^warning: skipping .*self: it leads to /m);
   });
 });
+
+describe("hole 3: a dataset with one class", () => {
+  test("an ImageFolder or a CSV with one class: one error naming it", async () => {
+    const root = dirFor("oneclass");
+    touch(root, ["images/cat/a.png", "images/cat/b.png"]);
+    fs.writeFileSync(path.join(root, "m.csv"), "path,label\nimages/cat/a.png,cat\nimages/cat/b.png,cat\n");
+    for (const train of [path.join(root, "images"), path.join(root, "m.csv")]) {
+      await assert.rejects(
+        loadDatasets(DataConfigSchema.parse({ train, val_split: 0.5 }), { seed: 0, imgSize: 32 }),
+        (err: Error) => {
+          assert.equal(err.name, "DataError");
+          assert.equal(err.message, `${train}: found 1 class (cat); a classifier needs at least two classes`);
+          return true;
+        },
+      );
+    }
+  });
+});
