@@ -7,9 +7,11 @@ import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import { after, describe, test } from "node:test";
+import { loadConfig } from "../src/config/index.js";
 import { DataConfigSchema } from "../src/config/schema.js";
 import { scanImageFolder } from "../src/data/image_folder.js";
 import { loadDatasets } from "../src/data/sources.js";
+import { ConfigError } from "../src/errors.js";
 import { expandInputs } from "../src/predict/inputs.js";
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), "vit-reliability-"));
@@ -137,5 +139,29 @@ describe("hole 3: a dataset with one class", () => {
         },
       );
     }
+  });
+});
+
+describe("hole 5: a YAML alias bomb", () => {
+  test("is a ConfigError (exit 2) naming the file", () => {
+    const root = dirFor("bomb");
+    const lines = ['a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]'];
+    for (let i = 1; i < 9; i++) {
+      const prev = String.fromCharCode(96 + i);
+      const name = String.fromCharCode(97 + i);
+      lines.push(`${name}: &${name} [${Array(9).fill(`*${prev}`).join(",")}]`);
+    }
+    const file = path.join(root, "bomb.yaml");
+    fs.writeFileSync(file, `${lines.join("\n")}\n`);
+    assert.throws(
+      () => loadConfig(file),
+      (err: Error) => {
+        assert.ok(err instanceof ConfigError, `${err.name}: ${err.message}`);
+        assert.equal(err.exitCode, 2);
+        assert.match(err.message, new RegExp(`^${file}: .*alias`, "i"));
+        assert.doesNotMatch(err.message, /\n/);
+        return true;
+      },
+    );
   });
 });
