@@ -11,8 +11,12 @@ import { loadConfig } from "../src/config/index.js";
 import { DataConfigSchema } from "../src/config/schema.js";
 import { scanImageFolder } from "../src/data/image_folder.js";
 import { loadDatasets } from "../src/data/sources.js";
-import { ConfigError } from "../src/errors.js";
+import { ConfigError, VitError } from "../src/errors.js";
+import { readSafetensors, writeSafetensors } from "../src/io/safetensors.js";
 import { expandInputs } from "../src/predict/inputs.js";
+import { loadInferenceModel } from "../src/weights/model_source.js";
+import { readPretrained } from "../src/weights/pretrained.js";
+import { createRunDir } from "../src/weights/run_dir.js";
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), "vit-reliability-"));
 after(() => fs.rmSync(tmp, { recursive: true, force: true }));
@@ -163,5 +167,69 @@ describe("hole 5: a YAML alias bomb", () => {
         return true;
       },
     );
+  });
+});
+
+/** The first bytes of what torch.save writes: a zip whose first member is archive/data.pkl. */
+function torchZip(): Buffer {
+  const name = Buffer.from("archive/data.pkl");
+  const local = Buffer.alloc(30);
+  local.writeUInt32LE(0x04034b50, 0);
+  local.writeUInt16LE(name.length, 26);
+  return Buffer.concat([local, name, Buffer.from([0x80, 0x02, 0x7d, 0x71, 0x00, 0x2e]), Buffer.alloc(64)]);
+}
+
+describe("hole 7: a PyTorch file where weights are read", () => {
+  const root = dirFor("torch");
+  const zip = path.join(root, "model.safetensors");
+  const pickle = path.join(root, "legacy.safetensors");
+  const npz = path.join(root, "renamed.npz");
+  fs.writeFileSync(zip, torchZip());
+  fs.writeFileSync(pickle, Buffer.concat([Buffer.from([0x80, 0x02, 0x8a, 0x0a]), Buffer.alloc(64, 1)]));
+  fs.writeFileSync(npz, torchZip());
+  const says = (file: string, kind: RegExp) => (err: Error) => {
+    assert.ok(err instanceof VitError, `${err.name}: ${err.message}`);
+    assert.equal(err.exitCode, 1);
+    assert.doesNotMatch(err.message, /\n/);
+    assert.ok(err.message.startsWith(`${file} is `), err.message);
+    assert.match(err.message, kind);
+    assert.match(
+      err.message,
+      /convert it to safetensors .*clean_checkpoint\.py --safetensors.*never unpickles/,
+    );
+    return true;
+  };
+
+  test("readSafetensors and readPretrained name the zip and the pickle", () => {
+    assert.throws(() => readSafetensors(zip), says(zip, /PyTorch checkpoint \(a torch\.save zip/));
+    assert.throws(() => readSafetensors(pickle), says(pickle, /Python pickle/));
+    assert.throws(() => readPretrained(zip), says(zip, /PyTorch checkpoint/));
+    assert.throws(() => readPretrained(npz), says(npz, /PyTorch checkpoint/));
+  });
+
+  test("predict/eval's model loading says so with and without --model", () => {
+    assert.throws(() => loadInferenceModel({ checkpoint: zip }), says(zip, /PyTorch checkpoint/));
+    assert.throws(
+      () => loadInferenceModel({ checkpoint: zip, preset: "vit_tiny_patch16_224" }),
+      says(zip, /PyTorch checkpoint/),
+    );
+    assert.throws(() => loadInferenceModel({ checkpoint: pickle }), says(pickle, /Python pickle/));
+  });
+
+  test("an output path under a file: one sentence naming that file, no errno", () => {
+    const blocker = path.join(root, "a-file");
+    fs.writeFileSync(blocker, "x");
+    for (const write of [
+      () => writeSafetensors(path.join(blocker, "w.safetensors"), new Map()),
+      () => createRunDir(path.join(blocker, "runs"), "r"),
+      () => createRunDir(blocker, "r"),
+    ]) {
+      assert.throws(write, (err: Error) => {
+        assert.ok(err instanceof VitError, `${err.name}: ${err.message}`);
+        assert.match(err.message, new RegExp(`${blocker} is a file, not a folder$`));
+        assert.doesNotMatch(err.message, /ENOTDIR|EEXIST|\n/);
+        return true;
+      });
+    }
   });
 });

@@ -32,11 +32,50 @@ export function writeFileAtomic(file: string, data: string | Uint8Array | Iterab
     fs.renameSync(tmp, file);
   } catch (err) {
     if (fd !== null) closeQuietly(fd);
-    fs.rmSync(tmp, { force: true });
+    try {
+      fs.rmSync(tmp, { force: true });
+    } catch {
+      // no temp file was made (its folder cannot hold one): nothing to clean up
+    }
     if (err instanceof VitError) throw err;
-    throw new VitError(`cannot write ${file}: ${(err as Error).message}`);
+    throw new VitError(`cannot write ${file}: ${reason(file, err as NodeJS.ErrnoException)}`);
   }
   syncDir(dir);
+}
+
+/** `mkdir -p dir`, with one sentence naming the path when a file stands where a folder must go. */
+export function makeDir(dir: string): void {
+  try {
+    fs.mkdirSync(dir, { recursive: true });
+  } catch (err) {
+    throw new VitError(`cannot create the folder ${dir}: ${reason(dir, err as NodeJS.ErrnoException)}`);
+  }
+}
+
+/**
+ * Why `p` cannot be written: for ENOTDIR / EEXIST / EISDIR (a file where a folder must go, or a
+ * folder where the file must go) a sentence naming that path; else the system's message.
+ */
+function reason(p: string, err: NodeJS.ErrnoException): string {
+  if (err.code === "EISDIR") return `${p} is a folder`;
+  if (err.code === "ENOTDIR" || err.code === "EEXIST") {
+    const abs = path.resolve(p);
+    const parts = abs.split(path.sep);
+    for (let i = 2; i <= parts.length; i++) {
+      const prefix = parts.slice(0, i).join(path.sep);
+      let isFile = false;
+      try {
+        isFile = !fs.statSync(prefix).isDirectory();
+      } catch {
+        break;
+      }
+      if (isFile) {
+        const rel = path.relative(process.cwd(), prefix);
+        return `${rel.startsWith("..") ? prefix : rel} is a file, not a folder`;
+      }
+    }
+  }
+  return err.message;
 }
 
 function writeAll(fd: number, chunk: Uint8Array): void {

@@ -11,6 +11,7 @@ import * as zlib from "node:zlib";
 import { DataError } from "../errors.js";
 import { withReadFd } from "./read_fd.js";
 import type { LoadedTensor } from "./safetensors.js";
+import { refuseTorchFile } from "./torch_file.js";
 
 interface ZipEntry {
   name: string;
@@ -32,6 +33,7 @@ const MAX_U32 = 0xffffffff;
 /** Every array of the archive by its key (the member name without `.npy`), decoded to float32. */
 export function readNpz(file: string): Map<string, LoadedTensor> {
   return withReadFd(file, (fd, size) => {
+    refuseTorchFile(fd, file, "a .npz archive");
     const out = new Map<string, LoadedTensor>();
     for (const entry of centralDirectory(fd, size, file)) {
       if (!entry.name.endsWith(".npy")) continue;
@@ -162,9 +164,13 @@ export function parseNpy(bytes: Uint8Array, where: string): LoadedTensor {
   return { dtype: descr, shape, data };
 }
 
-/** Whether `file` is a zip (so an .npz), by its first bytes, "PK", not by its name. */
+/** Whether `file` is a zip (so an .npz), by its first bytes, "PK", not by its name; a PyTorch file is refused. */
 export function isNpz(file: string): boolean {
   const head = Buffer.alloc(2);
-  withReadFd(file, (fd) => fs.readSync(fd, head, 0, head.length, 0));
+  withReadFd(file, (fd) => {
+    // A PyTorch zip is a zip too: say what it is here, before it is taken for an .npz.
+    refuseTorchFile(fd, file, "safetensors or .npz");
+    fs.readSync(fd, head, 0, head.length, 0);
+  });
   return head.toString("latin1") === "PK";
 }

@@ -15,6 +15,7 @@ import * as os from "node:os";
 import { DataError } from "../errors.js";
 import { writeFileAtomic } from "./atomic.js";
 import { withReadFd } from "./read_fd.js";
+import { refuseTorchFile } from "./torch_file.js";
 
 /** A host-side tensor in PyTorch layout: row-major float32. */
 export interface TensorData {
@@ -177,6 +178,7 @@ function withFile<T>(file: string, body: (fd: number, size: number) => T): T {
 }
 
 function readHeader(fd: number, size: number, file: string): SafetensorsHeader {
+  refuseTorchFile(fd, file, "safetensors");
   if (size < 8) {
     throw new DataError(
       `${file}: not a safetensors file: ${size} bytes, shorter than the 8-byte header length`,
