@@ -7,13 +7,19 @@ import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import { after, describe, test } from "node:test";
-import { loadConfig } from "../src/config/index.js";
+import * as tf from "@tensorflow/tfjs";
+import { loadConfig, resolveConfig } from "../src/config/index.js";
 import { DataConfigSchema } from "../src/config/schema.js";
 import { scanImageFolder } from "../src/data/image_folder.js";
 import { loadDatasets } from "../src/data/sources.js";
-import { ConfigError, VitError } from "../src/errors.js";
+import { ConfigError, DataError, VitError } from "../src/errors.js";
 import { readSafetensors, writeSafetensors } from "../src/io/safetensors.js";
+import { createModel } from "../src/model/vision_transformer.js";
 import { expandInputs } from "../src/predict/inputs.js";
+import { loadTeacher } from "../src/train/teacher.js";
+import { readRunState, writeWeights } from "../src/weights/checkpoint.js";
+import { readCheckpoint } from "../src/weights/export.js";
+import { importWeights } from "../src/weights/import.js";
 import { loadInferenceModel } from "../src/weights/model_source.js";
 import { readPretrained } from "../src/weights/pretrained.js";
 import { createRunDir } from "../src/weights/run_dir.js";
@@ -231,5 +237,105 @@ describe("hole 7: a PyTorch file where weights are read", () => {
         return true;
       });
     }
+  });
+});
+
+describe("hole 6: non-finite weights", () => {
+  const root = dirFor("nan");
+  const cfg = resolveConfig(
+    { model: { img_size: 8, patch_size: 4, embed_dim: 8, depth: 1, num_heads: 2, mlp_ratio: 1 } },
+    { source: "test" },
+  );
+  const model = createModel({ ...cfg.model, num_classes: 2 }, { seed: 0 });
+  const weights = model.stateDict();
+  model.dispose();
+  const broken = new Map(weights);
+  const qkv = weights.get("blocks.0.attn.qkv.weight")!;
+  const bad = qkv.data.slice();
+  bad[5] = Number.NaN;
+  broken.set("blocks.0.attn.qkv.weight", { shape: qkv.shape, data: bad });
+  const meta = { format: "pt", config: JSON.stringify(cfg), classes: JSON.stringify(["a", "b"]), step: "3" };
+  const ckpt = path.join(root, "nan.safetensors");
+  writeSafetensors(ckpt, broken, meta);
+  const names = (file: string) => (err: Error) => {
+    assert.ok(err instanceof DataError, `${err.name}: ${err.message}`);
+    assert.equal(
+      err.message,
+      `${file}: tensor "blocks.0.attn.qkv.weight" holds NaN (at flat index 5 of ${bad.length}); ` +
+        "only finite weights are loaded or saved (a diverged run?)",
+    );
+    return true;
+  };
+
+  test("a checkpoint (predict/eval, teacher, export, resume) names the first non-finite tensor", async () => {
+    assert.throws(() => loadInferenceModel({ checkpoint: ckpt }), names(ckpt));
+    assert.throws(() => readCheckpoint(ckpt), names(ckpt));
+    const state = path.join(root, "nan.state.safetensors");
+    writeSafetensors(state, new Map(), { trainer: "{}", step: "3" });
+    assert.throws(() => readRunState(ckpt, state), names(ckpt));
+    const student = { classes: ["a", "b"], imgSize: 8, inChans: 3, mean: [0, 0, 0], std: [1, 1, 1] };
+    await assert.rejects(loadTeacher(ckpt, student), names(ckpt));
+  });
+
+  test("plain weights (pretrained, import) with Inf are refused", () => {
+    const plain = path.join(root, "plain.safetensors");
+    const inf = new Map(weights);
+    const head = weights.get("head.bias")!;
+    inf.set("head.bias", { shape: head.shape, data: Float32Array.from([0, Number.POSITIVE_INFINITY]) });
+    writeSafetensors(plain, inf);
+    const infinite = (err: Error) => {
+      assert.ok(err instanceof DataError);
+      assert.match(
+        err.message,
+        new RegExp(`^${plain}: tensor "head.bias" holds Infinity \\(at flat index 1 of 2\\)`),
+      );
+      return true;
+    };
+    assert.throws(() => readPretrained(plain), infinite);
+    assert.throws(
+      () => importWeights(plain, { out: path.join(root, "imported.safetensors"), log: () => {} }),
+      infinite,
+    );
+    assert.ok(!fs.existsSync(path.join(root, "imported.safetensors")));
+  });
+
+  test("a tfjs teacher with NaN weights is refused, naming the weight", async () => {
+    const dense = tf.sequential({
+      layers: [tf.layers.flatten({ inputShape: [8, 8, 3] }), tf.layers.dense({ units: 2 })],
+    });
+    const [kernel] = dense.layers[1].getWeights();
+    const nanBias = tf.tensor1d([Number.NaN, 0]);
+    dense.layers[1].setWeights([kernel, nanBias]);
+    nanBias.dispose();
+    const dir = path.join(root, "tfjs");
+    fs.mkdirSync(dir);
+    await dense.save(
+      tf.io.withSaveHandler(async (a) => {
+        fs.writeFileSync(path.join(dir, "w.bin"), Buffer.from(tf.io.concatenateArrayBuffers(a.weightData!)));
+        const json = {
+          modelTopology: a.modelTopology,
+          format: a.format,
+          weightsManifest: [{ paths: ["w.bin"], weights: a.weightSpecs! }],
+        };
+        fs.writeFileSync(path.join(dir, "model.json"), JSON.stringify(json));
+        return { modelArtifactsInfo: tf.io.getModelArtifactsInfoForJSON(a) };
+      }),
+    );
+    dense.dispose();
+    const student = { classes: ["a", "b"], imgSize: 8, inChans: 3, mean: [0, 0, 0], std: [1, 1, 1] };
+    await assert.rejects(loadTeacher(dir, student), (err: Error) => {
+      assert.ok(err instanceof DataError, `${err.name}: ${err.message}`);
+      assert.match(err.message, /model\.json: tensor "dense_\w+\/bias" holds NaN \(at flat index 0 of 2\)/);
+      return true;
+    });
+  });
+
+  test("a run never saves non-finite weights; the previous checkpoint stays", () => {
+    const file = path.join(root, "last.safetensors");
+    const m = { config: cfg, classes: ["a", "b"], epoch: 0, step: 1 };
+    writeWeights(file, weights, m);
+    const before = fs.readFileSync(file);
+    assert.throws(() => writeWeights(file, broken, { ...m, step: 2 }), names(`not saving ${file}`));
+    assert.deepEqual(fs.readFileSync(file), before);
   });
 });

@@ -6,6 +6,7 @@
 import type { Config } from "../config/index.js";
 import type { RunProgress } from "../weights/checkpoint.js";
 import { writeRunProgress, writeWeights } from "../weights/checkpoint.js";
+import { checkFinite } from "../weights/finite.js";
 import { runPath } from "../weights/run_dir.js";
 import type { TrainingSetup } from "./setup.js";
 
@@ -29,6 +30,9 @@ export class RunCheckpoints {
   /** Optimizer and progress first, weights last: both carry the step, so a cut between them is caught. */
   saveLast(at: RunProgress): void {
     const { state, model } = this.setup;
+    const weights = model.stateDict();
+    // Checked before the state file is written, so a refused save leaves the previous pair whole.
+    checkFinite(weights, `not saving ${this.lastFile}`);
     const optimizer = state.optimizer.exportState();
     at.optimizer = { name: state.optimizer.name, steps: optimizer.steps };
     writeRunProgress(
@@ -37,7 +41,7 @@ export class RunCheckpoints {
       optimizer,
       state.ema?.exportState() ?? null,
     );
-    writeWeights(this.lastFile, model.stateDict(), this.meta(at));
+    writeWeights(this.lastFile, weights, this.meta(at));
     this.savedAt = describePosition(at, this.setup.stepsPerEpoch);
   }
 

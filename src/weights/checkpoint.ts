@@ -10,6 +10,7 @@ import type { Config } from "../config/schema.js";
 import { DataError } from "../errors.js";
 import { readSafetensors, writeSafetensors } from "../io/safetensors.js";
 import type { TensorData } from "../tensor.js";
+import { checkFinite } from "./finite.js";
 
 /** What an optimizer carries from step to step, as the state file stores it. */
 export interface OptimizerState {
@@ -43,6 +44,7 @@ export interface CheckpointMeta {
 }
 
 export function writeWeights(file: string, weights: Map<string, TensorData>, meta: CheckpointMeta): void {
+  checkFinite(weights, `not saving ${file}`);
   writeSafetensors(file, weights, {
     format: "pt",
     config: JSON.stringify(meta.config),
@@ -83,6 +85,7 @@ export function writeRunProgress(
   const tensors = new Map<string, TensorData>();
   for (const [name, t] of optimizer.tensors) tensors.set(`optimizer.${name}`, t);
   for (const [name, t] of ema ?? []) tensors.set(name, t);
+  checkFinite(tensors, `not saving ${file}`);
   writeSafetensors(file, tensors, { trainer: JSON.stringify(progress), step: String(progress.step) });
 }
 
@@ -98,6 +101,8 @@ export interface LoadedRunState {
 export function readRunState(weightsFile: string, stateFile: string): LoadedRunState {
   const w = readSafetensors(weightsFile);
   const s = readSafetensors(stateFile);
+  checkFinite(w.tensors, weightsFile);
+  checkFinite(s.tensors, stateFile);
   const { config, classes } = readCheckpointMetadata(weightsFile, w.metadata);
   if (s.metadata.trainer === undefined) throw new DataError(`${stateFile}: __metadata__ has no "trainer"`);
   const progress = JSON.parse(s.metadata.trainer) as RunProgress;

@@ -17,6 +17,7 @@ import { checkTimmStateDict } from "../model/timm_spec.js";
 import { VisionTransformer } from "../model/vision_transformer.js";
 import type { TensorData } from "../tensor.js";
 import { readCheckpointMetadata } from "./checkpoint.js";
+import { checkFinite } from "./finite.js";
 
 export type ExportFormat = "onnx" | "timm";
 
@@ -32,6 +33,7 @@ export interface Checkpoint {
 /** A checkpoint with the config and class names its `__metadata__` carries. */
 export function readCheckpoint(file: string): Checkpoint {
   const { tensors, metadata } = readSafetensors(file);
+  checkFinite(tensors, file);
   const { config: raw, classes } = readCheckpointMetadata(file, metadata);
   const config = resolveConfig(raw, { source: file });
   const model = new VisionTransformer({
