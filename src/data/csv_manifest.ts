@@ -5,7 +5,14 @@
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { DataError } from "../errors.js";
-import { classIndex, type Dataset, describeClasses, type OpenOptions, type Sample } from "./dataset.js";
+import {
+  classIndex,
+  type Dataset,
+  describeClasses,
+  type OpenOptions,
+  printable,
+  type Sample,
+} from "./dataset.js";
 
 const COLUMNS = ["path", "label"] as const;
 
@@ -56,7 +63,9 @@ export function readCsvManifest(file: string, opts: OpenOptions = {}): Dataset {
   const columns = header.fields.map((f) => f.trim());
   for (const c of columns) {
     if (!(COLUMNS as readonly string[]).includes(c)) {
-      throw new DataError(`${file}:${header.line}: unknown column "${c}" (expected the columns path,label)`);
+      throw new DataError(
+        `${file}:${header.line}: unknown column ${JSON.stringify(c)} (expected the columns path,label)`,
+      );
     }
   }
   for (const c of COLUMNS) {
@@ -78,12 +87,12 @@ export function readCsvManifest(file: string, opts: OpenOptions = {}): Dataset {
     const label = index.get(r.label);
     if (label === undefined) {
       throw new DataError(
-        `${file}:${r.line}: label "${r.label}" is not one of the known classes (${describeClasses(classes)})`,
+        `${file}:${r.line}: label ${JSON.stringify(r.label)} is not one of the known classes (${describeClasses(classes)})`,
       );
     }
     if (r.file === "") throw new DataError(`${file}:${r.line}: empty path`);
     const p = path.resolve(dir, r.file);
-    if (!fs.existsSync(p)) throw new DataError(`${file}:${r.line}: no such file ${r.file}`);
+    if (!fs.existsSync(p)) throw new DataError(`${file}:${r.line}: no such file ${printable(r.file)}`);
     return { path: p, label };
   });
   return { source: file, classes, samples };

@@ -32,8 +32,13 @@ export function classIndex(classes: readonly string[]): Map<string, number> {
   return new Map(classes.map((c, i) => [c, i]));
 }
 
+/** A name as it goes into a one-line message: JSON-quoted when it holds a line break or other control character. */
+export function printable(name: string): string {
+  return /\p{Cc}/u.test(name) ? JSON.stringify(name) : name;
+}
+
 /** "a, b, c, ... (12 classes)": a short list for error messages. */
 export function describeClasses(classes: readonly string[]): string {
-  const head = classes.slice(0, 6).join(", ");
+  const head = classes.slice(0, 6).map(printable).join(", ");
   return classes.length > 6 ? `${head}, ... (${classes.length} classes)` : head;
 }
