@@ -134,6 +134,18 @@ export function writeSafetensors(
   tensors: ReadonlyMap<string, TensorData>,
   metadata?: Record<string, string>,
 ): void {
+  writeFileAtomic(file, encodeSafetensors(file, tensors, metadata));
+}
+
+/**
+ * The bytes `writeSafetensors` writes, as chunks (the tensors' own memory, not a copy), for a
+ * caller that saves several files as one (writeFilesAtomic); `file` names problems. Validated now.
+ */
+export function encodeSafetensors(
+  file: string,
+  tensors: ReadonlyMap<string, TensorData>,
+  metadata?: Record<string, string>,
+): Iterable<Uint8Array> {
   assertLittleEndian();
   const header: Record<string, unknown> = {};
   if (metadata) {
@@ -164,7 +176,7 @@ export function writeSafetensors(
   const head = Buffer.alloc(8 + n, 0x20);
   head.writeBigUInt64LE(BigInt(n), 0);
   json.copy(head, 8);
-  writeFileAtomic(file, tensorChunks(head, tensors));
+  return tensorChunks(head, tensors);
 }
 
 function* tensorChunks(head: Uint8Array, tensors: ReadonlyMap<string, TensorData>): Generator<Uint8Array> {
