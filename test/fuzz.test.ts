@@ -15,6 +15,7 @@ import fc from "fast-check";
 import YAML from "yaml";
 import { loadConfig } from "../src/config/index.js";
 import { readCsvManifest } from "../src/data/csv_manifest.js";
+import { ImageWalk } from "../src/data/image_files.js";
 import { VitError } from "../src/errors.js";
 import { readNpz } from "../src/io/npz.js";
 import { readSafetensors } from "../src/io/safetensors.js";
@@ -360,7 +361,8 @@ describe("fuzzing the readers of user files", () => {
     fuzz(t, "csv", [csvText], (text) => {
       fs.writeFileSync(file, text);
       holds(
-        () => readCsvManifest(file),
+        // Rows naming one file twice are skipped with a warning: kept quiet here.
+        () => readCsvManifest(file, { walk: new ImageWalk(() => {}) }),
         (ds) => {
           assert.ok(ds.samples.length > 0);
           for (const s of ds.samples) {

@@ -124,6 +124,30 @@ describe("hole 2: directory symlink cycles", () => {
     assert.equal(new Set(all).size, 6);
   });
 
+  test("a CSV manifest naming one file twice (or by a link) keeps it once", async () => {
+    const root = dirFor("csv");
+    touch(root, ["a.png", "b.png", "c.png", "d.png"]);
+    fs.symlinkSync("a.png", path.join(root, "a_link.png"));
+    fs.writeFileSync(
+      path.join(root, "m.csv"),
+      "path,label\na.png,cat\nb.png,cat\nc.png,dog\nd.png,dog\na.png,cat\na_link.png,cat\n",
+    );
+    const { result, stderr } = capturingStderr(() =>
+      loadDatasets(DataConfigSchema.parse({ train: path.join(root, "m.csv"), val_split: 0.5 }), {
+        seed: 0,
+        imgSize: 32,
+      }),
+    );
+    const ds = await result;
+    const all = [...ds.train.samples, ...ds.val.samples].map((s) => fs.realpathSync(s.path));
+    assert.equal(all.length, 4);
+    assert.equal(new Set(all).size, 4);
+    assert.equal(
+      stderr.match(/^warning: skipping .*a(_link)?\.png: the same file as one already listed/gm)?.length,
+      2,
+    );
+  });
+
   test("predict on a folder holding self -> . lists each image once and says so", () => {
     const root = dirFor("predict");
     touch(root, ["a.png", "b.jpg"]);

@@ -13,6 +13,7 @@ import {
   printable,
   type Sample,
 } from "./dataset.js";
+import { ImageWalk } from "./image_files.js";
 
 const COLUMNS = ["path", "label"] as const;
 
@@ -83,7 +84,9 @@ export function readCsvManifest(file: string, opts: OpenOptions = {}): Dataset {
   const classes = opts.classes ?? [...new Set(records.map((r) => r.label))].sort((a, b) => (a < b ? -1 : 1));
   const index = classIndex(classes);
   const dir = path.dirname(file);
-  const samples: Sample[] = records.map((r) => {
+  // A file listed twice (or reachable by two paths) is kept once, so it cannot land in train and val both.
+  const walk = opts.walk ?? new ImageWalk();
+  const samples: Sample[] = records.flatMap((r) => {
     const label = index.get(r.label);
     if (label === undefined) {
       throw new DataError(
@@ -93,7 +96,7 @@ export function readCsvManifest(file: string, opts: OpenOptions = {}): Dataset {
     if (r.file === "") throw new DataError(`${file}:${r.line}: empty path`);
     const p = path.resolve(dir, r.file);
     if (!fs.existsSync(p)) throw new DataError(`${file}:${r.line}: no such file ${printable(r.file)}`);
-    return { path: p, label };
+    return walk.claim(p) ? [{ path: p, label }] : [];
   });
   return { source: file, classes, samples };
 }

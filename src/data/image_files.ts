@@ -1,6 +1,6 @@
 /**
  * Which files count as images when a folder is listed, and the one folder walker every listing
- * uses (ImageFolder classes, `vit predict DIR`): each real folder and file is visited once, by
+ * uses (ImageFolder classes, CSV manifests, `vit predict DIR`): each real folder and file is visited once, by
  * device and inode, so a link cycle (`up -> ..`) or a second path to the same file can neither
  * loop nor put one image in two classes, or in both train and val.
  */
@@ -60,13 +60,15 @@ export class ImageWalk {
    * a link from one class into another is skipped; false, with a warning, when it was listed already.
    */
   enter(dir: string): boolean {
-    const st = statOrNull(dir);
-    if (!st) return true;
-    if (!this.first(st)) {
-      this.skip(dir, true);
-      return false;
-    }
-    return true;
+    return this.claim(dir);
+  }
+
+  /** A file or folder named directly (a CSV manifest row): true the first time, false with a warning after. */
+  claim(p: string): boolean {
+    const st = statOrNull(p);
+    if (!st || this.first(st)) return true;
+    this.skip(p, st.isDirectory());
+    return false;
   }
 
   /** Image files under `dir` at any depth, sorted, hidden entries skipped, each real one once. */
