@@ -155,6 +155,10 @@ describe("hole 2: directory symlink cycles", () => {
     const { result, stderr } = capturingStderr(() => expandInputs([root, path.join(root, "self")]));
     assert.deepEqual(result.files, [path.join(root, "a.png"), path.join(root, "b.jpg")]);
     assert.match(stderr, /^warning: skipping .*self: it leads to /m);
+    // A pattern reaching one file through the folder and through the link.
+    const viaGlob = capturingStderr(() => expandInputs([`${root}/*/a.png`, `${root}/a.png`]));
+    assert.deepEqual(viaGlob.result.files, [path.join(root, "self", "a.png")]);
+    assert.match(viaGlob.stderr, /^warning: skipping .*a\.png: the same file as one already listed/m);
   });
 });
 

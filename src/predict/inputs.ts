@@ -126,5 +126,7 @@ export function expandInputs(args: string[]): ExpandedInputs {
       files.push(...found);
     }
   }
-  return { files: [...new Set(files)], errors };
+  // One file reached by two arguments under different paths (a pattern through a folder link): answered once.
+  const once = new ImageWalk();
+  return { files: [...new Set(files)].filter((f) => once.claim(f)), errors };
 }
