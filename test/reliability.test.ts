@@ -1,6 +1,8 @@
 /**
- * Hostile input (issue 15): each hole the battery found has a named test here that failed on the
- * code before its fix. Child-process tests of predict/eval on bad batches are in eval_cli.test.ts.
+ * Hostile input (issue 15): holes 2, 3, 5, 6 and 7 the battery found, each with named tests that
+ * failed on the code before its fix. Hole 1 (predict/eval on batches of only bad images) is in
+ * eval_cli.test.ts, hole 4 (model sizes) in memory.test.ts, the failed checkpoint write in
+ * train_cli.test.ts and the parser fuzzing in fuzz.test.ts.
  */
 import assert from "node:assert/strict";
 import * as fs from "node:fs";
