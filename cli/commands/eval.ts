@@ -7,7 +7,7 @@
 import * as path from "node:path";
 import type { Command } from "commander";
 import { UsageError } from "../../src/errors.js";
-import { addModelSourceOptions, loadModelFromFlags, type ModelSourceFlags } from "../model_source.js";
+import { addModelSourceOptions, loadClassifierFromFlags, type ModelSourceFlags } from "../model_source.js";
 import { positiveInt } from "../options.js";
 
 interface EvalFlags extends ModelSourceFlags {
@@ -52,7 +52,7 @@ export function register(program: Command): void {
         import("../../src/eval/report.js"),
         import("../../src/eval/confusion_plot.js"),
       ]);
-      const im = await loadModelFromFlags(flags);
+      const im = await loadClassifierFromFlags(flags);
       try {
         const { config, classes } = im;
         if (!classes) {
@@ -82,7 +82,7 @@ export function register(program: Command): void {
         const tty = process.stderr.isTTY;
         let pass: Awaited<ReturnType<typeof evaluate>>;
         try {
-          pass = await evaluate(im.model, loader, {
+          pass = await evaluate(im.classifier, loader, {
             onBatch: (done) => tty && process.stderr.write(`\r${done}/${total} images`),
           });
         } finally {
@@ -112,7 +112,7 @@ export function register(program: Command): void {
           flags.json ? `${JSON.stringify(report.evalJson(result))}\n` : report.formatEvalText(result),
         );
       } finally {
-        im.model.dispose();
+        await im.classifier.dispose();
       }
     });
 }

@@ -16,6 +16,7 @@ import { type Batch, DataLoader, type EpochRun } from "../data/loader.js";
 import { type MixupOptions, mixupCutmix, mixupOptions } from "../data/mixup.js";
 import { stepRng } from "../data/random.js";
 import { loadDatasets } from "../data/sources.js";
+import type { EngineName } from "../engines/select.js";
 import { InterruptedError, UsageError, VitError } from "../errors.js";
 import { addBatch, emptyTally, type Summary, summarize } from "../eval/metrics.js";
 import { writeFileAtomic } from "../io/atomic.js";
@@ -23,6 +24,7 @@ import { readSafetensorsHeader } from "../io/safetensors.js";
 import { loadPretrained, type PretrainedReport } from "../model/pretrained.js";
 import { createModel, type VisionTransformer } from "../model/vision_transformer.js";
 import {
+  type CheckpointMeta,
   readCheckpointMetadata,
   readRunState,
   type TrainerState,
@@ -43,8 +45,10 @@ export interface TrainOptions {
   config: Config;
   /** Continue the run in this folder from checkpoints/last.*; `config` comes from `loadRunConfig`. */
   resumeDir?: string;
-  /** The active tfjs backend, for the summary. */
+  /** The active engine and backend, for the summary. */
   backend: string;
+  /** The engine the steps run on, recorded in the checkpoints so a resume stays on it (default tfjs). */
+  engine?: EngineName;
   /** Aborting finishes the current step, saves, and throws InterruptedError (exit 130). */
   signal?: AbortSignal;
   progress?: Progress;
@@ -395,7 +399,13 @@ class Trainer {
     // The record goes first: a crash before the save is undone by the resume's truncation.
     metrics.append(record);
     this.saveLast();
-    const meta = { config: cfg, classes: [...classes], epoch: t.epoch, step: t.step };
+    const meta: CheckpointMeta = {
+      config: cfg,
+      classes: [...classes],
+      epoch: t.epoch,
+      step: t.step,
+      engine: this.opts.engine ?? "tfjs",
+    };
     if (improved) {
       writeWeights(runPath(runDir, "best"), model.stateDict(), {
         ...meta,
@@ -448,6 +458,7 @@ class Trainer {
       classes: [...classes],
       epoch: t.epoch,
       step: t.step,
+      engine: this.opts.engine ?? "tfjs",
     });
     this.savedAt = this.position();
   }
