@@ -30,9 +30,10 @@ export async function evaluate(
   for await (const batch of run) {
     const out = await classifier.predictLogits(batch.images, batch.size);
     addBatch(mean, out.logits, batch.labels);
-    if (distilled && out.heads) {
-      addBatch(head, out.heads.head, batch.labels);
-      addBatch(dist, out.heads.head_dist, batch.labels);
+    if (distilled) {
+      // A Classifier gives a distilled model's heads with every batch.
+      addBatch(head, out.heads!.head, batch.labels);
+      addBatch(dist, out.heads!.head_dist, batch.labels);
     }
     done += batch.size;
     opts.onBatch?.(done);

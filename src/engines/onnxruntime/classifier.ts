@@ -1,12 +1,12 @@
 /**
- * The Classifier on onnxruntime: the model's ONNX graph (the one `vit export` writes) in one
- * InferenceSession. The session holds its own copy of the weights, so the tfjs model is freed as
- * soon as the graph is built.
+ * The Classifier on onnxruntime: the model's eval-mode ONNX graph (src/engines/onnxruntime/
+ * inference.ts) in one InferenceSession, on the loader's channels-last images as they are. The
+ * session holds its own copy of the weights, so the tfjs model is freed once the graph is built.
  */
-import { exportOnnx } from "../../io/onnx.js";
 import type { VisionTransformer } from "../../model/vision_transformer.js";
-import type { Classifier } from "../classifier.js";
+import type { Classifier, Logits } from "../classifier.js";
 import type { OnnxruntimeChoice } from "../select.js";
+import { inferenceModel } from "./inference.js";
 import { createSession } from "./runtime.js";
 
 export async function onnxruntimeClassifier(
@@ -14,42 +14,29 @@ export async function onnxruntimeClassifier(
   model: VisionTransformer,
 ): Promise<Classifier> {
   const { cfg, numClasses } = model;
-  let graph: Uint8Array;
+  let graph: ReturnType<typeof inferenceModel>;
   try {
-    graph = exportOnnx(model.stateDict(), cfg);
+    // Both heads of a distilled model, for eval's per-head report; their mean is taken here.
+    graph = inferenceModel(cfg, { weights: model.stateDict(), heads: "both" });
   } finally {
     model.dispose();
   }
-  const session = await createSession(choice.ort, graph, choice);
+  const session = await createSession(choice.ort, graph.bytes, choice);
   const { img_size: s, in_chans: c } = cfg;
   return {
     cfg,
     numClasses,
     async predictLogits(images, batch) {
-      const x = new choice.ort.Tensor("float32", channelsFirst(images, batch, s, s, c), [batch, c, s, s]);
-      const out = await session.run({ pixel_values: x });
-      x.dispose();
-      const logits = out.logits.data as Float32Array;
-      out.logits.dispose();
-      return { logits };
+      const x = new choice.ort.Tensor("float32", images, [batch, s, s, c]);
+      const out = await session.run({ [graph.input]: x });
+      const [head, dist] = graph.outputs.map((name) => out[name].data as Float32Array);
+      if (dist === undefined) return { logits: head };
+      // timm's eval: (x + x_dist) / 2, in float32 as the export graph computes it.
+      const logits = head.map((h, i) => (h + dist[i]) / 2);
+      return { logits, heads: { head, head_dist: dist } } satisfies Logits;
     },
     async dispose() {
       await session.release();
     },
   };
-}
-
-/** [B, H, W, C] -> [B, C, H, W]: the loader makes channels-last images, the graph takes PyTorch's layout. */
-function channelsFirst(x: Float32Array, b: number, h: number, w: number, c: number): Float32Array {
-  if (c === 1) return x;
-  const out = new Float32Array(x.length);
-  const plane = h * w;
-  for (let n = 0; n < b; n++) {
-    const src = n * plane * c;
-    for (let ch = 0; ch < c; ch++) {
-      const dst = (n * c + ch) * plane;
-      for (let p = 0; p < plane; p++) out[dst + p] = x[src + p * c + ch];
-    }
-  }
-  return out;
 }
