@@ -40,10 +40,10 @@ import {
 } from "../src/config/schema.js";
 import { createClassifier } from "../src/engines/classifier.js";
 import { describeEngine, type EngineChoice, selectEngine } from "../src/engines/select.js";
-import { alignTable } from "../src/eval/report.js";
-import { Rng } from "../src/model/random.js";
 import { modelStats } from "../src/model/stats.js";
 import { createModel, type VisionTransformer, type VitConfig } from "../src/model/vision_transformer.js";
+import { alignTable } from "../src/plot/table.js";
+import { Rng } from "../src/random.js";
 import { classificationCriterion } from "../src/train/losses.js";
 import { createTrainState } from "../src/train/state.js";
 import { disposeStepResult, trainStep } from "../src/train/step.js";

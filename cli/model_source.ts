@@ -4,7 +4,7 @@
  */
 import type { Command } from "commander";
 import type { BackendName, DeviceName } from "../src/config/schema.js";
-import type { InferenceClassifier, InferenceModel, ModelSourceOptions } from "../src/eval/model_source.js";
+import type { InferenceClassifier, InferenceModel, ModelSourceOptions } from "../src/weights/model_source.js";
 import { backendOption, deviceOption, startEngine, threadsOption } from "./options.js";
 
 export interface ModelSourceFlags extends ModelSourceOptions {
@@ -32,7 +32,7 @@ export function addModelSourceOptions(cmd: Command): Command {
 
 /** For `vit attention`, which reads attention maps out of the tfjs model: tfjs (auto unless --backend), then the model. */
 export async function loadModelFromFlags(flags: ModelSourceFlags, tfjsOnly: string): Promise<InferenceModel> {
-  const { loadInferenceModel, resolveWeightsFile } = await import("../src/eval/model_source.js");
+  const { loadInferenceModel, resolveWeightsFile } = await import("../src/weights/model_source.js");
   resolveWeightsFile(flags); // usage errors before the engine spends time starting
   await startEngine(flags.backend ?? "auto", { threads: flags.threads, tfjsOnly });
   return loadInferenceModel({ ...flags, preset: flags.model });
@@ -40,7 +40,7 @@ export async function loadModelFromFlags(flags: ModelSourceFlags, tfjsOnly: stri
 
 /** For eval and predict: the engine (auto unless --backend), then the model as a Classifier on it. */
 export async function loadClassifierFromFlags(flags: ModelSourceFlags): Promise<InferenceClassifier> {
-  const { loadClassifier, resolveWeightsFile } = await import("../src/eval/model_source.js");
+  const { loadClassifier, resolveWeightsFile } = await import("../src/weights/model_source.js");
   resolveWeightsFile(flags);
   const engine = await startEngine(flags.backend ?? "auto", { threads: flags.threads, device: flags.device });
   return loadClassifier({ ...flags, preset: flags.model }, engine);

@@ -10,7 +10,7 @@ import {
   initBackend,
   NATIVE_PACKAGES,
   WASM_PACKAGE,
-} from "../src/backend.js";
+} from "../src/engines/tfjs/select.js";
 import { UsageError } from "../src/errors.js";
 
 /** Node's error for a package that is not installed. */
@@ -79,7 +79,7 @@ test("wasm falls back to 1 thread, with a note, when the multi-threaded build ca
   const script = `
     const Memory = WebAssembly.Memory;
     WebAssembly.Memory = function (d) { if (d.shared) throw new Error("no shared memory"); return new Memory(d); };
-    const { initBackend } = await import("./src/backend.ts");
+    const { initBackend } = await import("./src/engines/tfjs/select.ts");
     console.log(JSON.stringify(await initBackend("wasm", { threads: 2 })));
   `;
   const r = spawnSync(process.execPath, ["--import", "tsx", "--input-type=module", "-e", script], {

@@ -9,12 +9,12 @@ import * as os from "node:os";
 import * as path from "node:path";
 import { test } from "node:test";
 import * as tf from "@tensorflow/tfjs";
-import { defaultThreads, type Importer, NATIVE_PACKAGES, WASM_PACKAGE } from "../src/backend.js";
 import { ORT_PACKAGE } from "../src/engines/onnxruntime/runtime.js";
 import { describeEngine, resumeSelection, selectEngine } from "../src/engines/select.js";
+import { defaultThreads, type Importer, NATIVE_PACKAGES, WASM_PACKAGE } from "../src/engines/tfjs/select.js";
 import { DataError, UsageError } from "../src/errors.js";
 import { writeSafetensors } from "../src/io/safetensors.js";
-import { readCheckpointEngine } from "../src/train/checkpoint.js";
+import { readCheckpointEngine } from "../src/weights/checkpoint.js";
 
 const [GPU, NODE] = NATIVE_PACKAGES;
 

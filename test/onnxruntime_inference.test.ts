@@ -12,8 +12,8 @@ import { createClassifier } from "../src/engines/classifier.js";
 import { type EngineChoice, selectEngine } from "../src/engines/select.js";
 import { readSafetensors } from "../src/io/safetensors.js";
 import { createModel } from "../src/model/index.js";
+import { assertClose, FIXTURES } from "./support.js";
 
-const FIXTURES = path.resolve(import.meta.dirname, "../../shared/fixtures/timm-parity");
 const TOL = 1e-5;
 
 interface CaseSpec {
@@ -31,18 +31,6 @@ const manifest = JSON.parse(fs.readFileSync(path.join(FIXTURES, "manifest.json")
 
 const flat = (values: unknown) =>
   Float32Array.from((values as number[]).flat(Number.POSITIVE_INFINITY) as number[]);
-
-function assertClose(got: ArrayLike<number>, want: ArrayLike<number>, what: string): number {
-  assert.equal(got.length, want.length, `${what}: ${got.length} values, want ${want.length}`);
-  let worst = 0;
-  for (let i = 0; i < want.length; i++) {
-    const err = Math.abs(got[i] - want[i]);
-    if (!(err <= TOL + TOL * Math.abs(want[i])))
-      assert.fail(`${what}[${i}]: got ${got[i]}, want ${want[i]} (|diff| ${err.toExponential(2)})`);
-    worst = Math.max(worst, err);
-  }
-  return worst;
-}
 
 /** The fixture's NCHW input as the channels-last batch the loader makes. */
 function channelsLast(spec: CaseSpec): Float32Array {
@@ -83,12 +71,12 @@ describe("onnxruntime inference matches timm on every parity case", () => {
       const classifier = await createClassifier(engine, model);
       try {
         const out = await classifier.predictLogits(channelsLast(spec), spec.input.shape[0]);
-        const worst = assertClose(out.logits, flat(spec.expected.logits), "logits");
+        const worst = assertClose(out.logits, flat(spec.expected.logits), TOL, "logits");
         t.diagnostic(`max |onnxruntime - timm| logits: ${worst.toExponential(2)}`);
         if (spec.distilled) {
           assert.ok(out.heads, "a distilled model's heads");
-          assertClose(out.heads.head, flat(spec.expected.head_logits), "head_logits");
-          assertClose(out.heads.head_dist, flat(spec.expected.head_dist_logits), "head_dist_logits");
+          assertClose(out.heads.head, flat(spec.expected.head_logits), TOL, "head_logits");
+          assertClose(out.heads.head_dist, flat(spec.expected.head_dist_logits), TOL, "head_dist_logits");
         } else {
           assert.equal(out.heads, undefined);
         }

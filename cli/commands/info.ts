@@ -26,7 +26,7 @@ async function report(opts: {
   const requested = opts.backend;
   // Loaded here, not at the top: tfjs takes a while to import and `vit --help` should not wait for it.
   const tf = await import("@tensorflow/tfjs");
-  const backend = await import("../../src/backend.js");
+  const backend = await import("../../src/engines/tfjs/select.js");
   const { selectEngine } = await import("../../src/engines/select.js");
   const ort = await import("../../src/engines/onnxruntime/runtime.js");
   const choice = await selectEngine(requested, { threads: opts.threads, device: opts.device });

@@ -50,9 +50,9 @@ export function register(program: Command): void {
       ] = await Promise.all([
         import("../../src/config/index.js"),
         import("../../src/engines/select.js"),
-        import("../../src/train/checkpoint.js"),
+        import("../../src/weights/checkpoint.js"),
         import("../../src/train/loop.js"),
-        import("../../src/train/run_dir.js"),
+        import("../../src/weights/run_dir.js"),
       ]);
       const config = flags.resume
         ? loadRunConfig(flags.resume, flags.set)

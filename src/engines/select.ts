@@ -15,6 +15,9 @@
  * its cpu backend does that, as it computes nothing heavy.
  */
 import * as tf from "@tensorflow/tfjs";
+import type { BackendName, DeviceName } from "../config/schema.js";
+import { UsageError, VitError } from "../errors.js";
+import { loadOnnxruntime, ORT_PACKAGE, type OrtModule } from "./onnxruntime/runtime.js";
 import {
   type BackendChoice,
   defaultImporter,
@@ -25,10 +28,7 @@ import {
   NATIVE_PACKAGES,
   silenceTfjs,
   tryTensorflow,
-} from "../backend.js";
-import type { BackendName, DeviceName } from "../config/schema.js";
-import { UsageError, VitError } from "../errors.js";
-import { loadOnnxruntime, ORT_PACKAGE, type OrtModule } from "./onnxruntime/runtime.js";
+} from "./tfjs/select.js";
 
 export type EngineName = "tfjs" | "onnxruntime";
 

@@ -5,7 +5,7 @@
  */
 import type { DataLoader } from "../data/loader.js";
 import type { Classifier } from "../engines/classifier.js";
-import { addBatch, emptyTally, type Summary, summarize } from "./metrics.js";
+import { addBatch, emptyTally, type Summary, summarize } from "../metrics/classification.js";
 import type { HeadSummaries } from "./report.js";
 
 export interface EvalPass {

@@ -7,9 +7,9 @@ import * as fs from "node:fs";
 import { createRequire } from "node:module";
 import * as path from "node:path";
 import type * as Ort from "onnxruntime-node";
-import { firstLine, type Importer, importPackage } from "../../backend.js";
 import type { DeviceName } from "../../config/schema.js";
 import { UsageError } from "../../errors.js";
+import { firstLine, type Importer, importPackage } from "../tfjs/select.js";
 
 export const ORT_PACKAGE = "onnxruntime-node";
 export type OrtModule = typeof Ort;
