@@ -9,7 +9,7 @@ import * as path from "node:path";
 import { test } from "node:test";
 import sharp from "sharp";
 import YAML from "yaml";
-import { readSafetensors } from "../src/io/safetensors.js";
+import { readSafetensors, writeSafetensors } from "../src/io/safetensors.js";
 import { type CliOptions, runVit } from "./support.js";
 
 const root = fs.mkdtempSync(path.join(os.tmpdir(), "vit-train-cli-"));
@@ -97,6 +97,7 @@ test("vit train: 2 epochs of a tiny model leave a complete run folder and beat c
   assert.ok(top1 > 1 / 3 + 0.15, `val top-1 ${top1} does not beat chance (1/3)`);
   const last = readSafetensors(path.join(dir, "checkpoints/last.safetensors"));
   assert.deepEqual(JSON.parse(last.metadata.classes), ["blue", "green", "red"]);
+  assert.equal(last.metadata.engine, "tfjs");
   assert.equal(JSON.parse(last.metadata.config).model.embed_dim, 16);
   assert.deepEqual(last.tensors.get("head.weight")!.shape, [3, 16]);
   const png = await sharp(path.join(dir, "curves.png")).metadata();
@@ -141,6 +142,40 @@ test("vit train: SIGINT finishes the step, saves, exits 130 with the resume comm
     records.filter((x) => x.kind === "epoch").map((x) => x.epoch),
     [0, 1, 2],
   );
+});
+
+test("vit train --resume stays on the run's engine unless --backend says otherwise", async () => {
+  await ready;
+  const config = writeConfig("engine", "train: {epochs: 1, batch_size: 6, log_interval: 4}");
+  const first = await vit(["train", "--config", config, "--backend", "cpu"]);
+  assert.equal(first.code, 0, first.stderr);
+  const lastFile = path.join(root, "runs", "engine", "checkpoints", "last.safetensors");
+  assert.equal(readSafetensors(lastFile).metadata.engine, "tfjs");
+
+  // runtime.backend is auto, which picks onnxruntime here: a tfjs run resumes on a tfjs backend.
+  const resumed = await vit(["train", "--resume", path.join("runs", "engine"), "--set", "train.epochs=2"]);
+  assert.equal(resumed.code, 0, resumed.stderr);
+  assert.match(resumed.stderr, /^ *backend +(tensorflow|wasm|cpu)\b/m);
+  assert.doesNotMatch(resumed.stderr, /onnxruntime/);
+
+  // A run recorded as onnxruntime asks for onnxruntime on resume (training there is not wired yet).
+  const { tensors, metadata } = readSafetensors(lastFile);
+  writeSafetensors(lastFile, tensors, { ...metadata, engine: "onnxruntime" });
+  const ort = await vit(["train", "--resume", path.join("runs", "engine"), "--set", "train.epochs=3"]);
+  assert.equal(ort.code, 2, ort.stderr);
+  assert.match(ort.stderr, /^backend onnxruntime: vit train runs on tfjs for now/);
+  // --backend overrides the recorded engine.
+  const cpu = await vit([
+    "train",
+    "--resume",
+    path.join("runs", "engine"),
+    "--set",
+    "train.epochs=3",
+    "--backend",
+    "cpu",
+  ]);
+  assert.equal(cpu.code, 0, cpu.stderr);
+  assert.match(cpu.stderr, /^ *backend +cpu\b/m);
 });
 
 test("vit train: usage and config errors exit 2 with one line", async () => {
