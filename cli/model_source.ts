@@ -4,7 +4,7 @@
  */
 import type { Command } from "commander";
 import type { BackendName } from "../src/config/schema.js";
-import type { InferenceModel, ModelSourceOptions } from "../src/eval/model_source.js";
+import type { InferenceModel, ModelSourceOptions } from "../src/weights/model_source.js";
 import { backendOption, startBackend, threadsOption } from "./options.js";
 
 export interface ModelSourceFlags extends ModelSourceOptions {
@@ -30,7 +30,7 @@ export function addModelSourceOptions(cmd: Command): Command {
 
 /** Starts the backend (auto unless --backend), then loads the model the flags name. */
 export async function loadModelFromFlags(flags: ModelSourceFlags): Promise<InferenceModel> {
-  const { loadInferenceModel, resolveWeightsFile } = await import("../src/eval/model_source.js");
+  const { loadInferenceModel, resolveWeightsFile } = await import("../src/weights/model_source.js");
   resolveWeightsFile(flags); // usage errors before the backend spends time starting
   await startBackend(flags.backend ?? "auto", flags.threads);
   return loadInferenceModel({ ...flags, preset: flags.model });

@@ -164,6 +164,13 @@ describe("config errors", () => {
     ]);
   });
 
+  test("cross-field: a distilled model pools tokens and has no pre-logits (what the model would reject)", () => {
+    assert.deepEqual(errorsOf("model:\n  distilled: true\n  global_pool: avg\n  representation_size: 8\n"), [
+      "x.yaml: model.global_pool: a distilled model pools its cls and dist tokens; use global_pool: token",
+      "x.yaml: model.representation_size: a distilled model has no pre-logits layer; set it to null",
+    ]);
+  });
+
   test("cross-field: distillation needs a distilled model", () => {
     assert.deepEqual(errorsOf("distill:\n  teacher: runs/teacher\n"), [
       "x.yaml: distill.type: distill.type hard needs model.distilled: true (the student's distillation head)",

@@ -7,10 +7,10 @@
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 import * as tf from "@tensorflow/tfjs";
-import { initWasm } from "../src/backend_wasm.js";
+import { initWasm } from "../src/engines/tfjs/wasm_threads.js";
 import { type Config, ConfigSchema } from "../src/config/schema.js";
 import { OrtTrainer } from "../src/engines/onnxruntime/trainer.js";
-import type { TensorData } from "../src/io/safetensors.js";
+import type { TensorData } from "../src/tensor.js";
 import { createModel, type VitConfig } from "../src/model/vision_transformer.js";
 import { distillationCriterion } from "../src/train/distill.js";
 import { classificationCriterion } from "../src/train/losses.js";

@@ -10,9 +10,9 @@
  *   weights that change, as during training) and both heads of a distilled model as outputs.
  */
 import { DataError } from "../../errors.js";
-import type { TensorData } from "../../io/safetensors.js";
-import { checkTimmStateDict } from "../../io/timm_spec.js";
+import { checkTimmStateDict } from "../../model/timm_spec.js";
 import { VisionTransformer, type VitConfig } from "../../model/vision_transformer.js";
+import type { TensorData } from "../../tensor.js";
 import { Graph } from "./graph.js";
 import { vitForward } from "./vit_graph.js";
 

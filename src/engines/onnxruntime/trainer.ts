@@ -11,7 +11,7 @@ import * as os from "node:os";
 import * as ort from "onnxruntime-node";
 import type { DistillConfig, OptimizerConfig } from "../../config/schema.js";
 import { DataError } from "../../errors.js";
-import type { TensorData } from "../../io/safetensors.js";
+import type { TensorData } from "../../tensor.js";
 import { keepMask } from "../../model/layers/dropout.js";
 import { ForwardContext } from "../../model/module.js";
 import type { VitConfig } from "../../model/vision_transformer.js";

@@ -13,10 +13,9 @@
  * mlp.drop2, drop_path2), so the host draws the same masks from the same seed.
  */
 import { dropPathRates } from "../../model/layers/drop_path.js";
+import { LAYER_NORM_EPS } from "../../model/layers/layer_norm.js";
 import type { VisionTransformer } from "../../model/vision_transformer.js";
 import { type Graph, MS_DOMAIN } from "./graph.js";
-
-const LAYER_NORM_EPS = 1e-6;
 
 /** A dropout or drop-path mask the host draws (keepMask of `shape`'s size at keep 1 - rate). */
 export interface MaskSpec {

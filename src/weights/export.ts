@@ -12,11 +12,12 @@ import * as path from "node:path";
 import { resolveConfig } from "../config/index.js";
 import type { Config } from "../config/schema.js";
 import { exportOnnx } from "../engines/onnxruntime/inference.js";
+import { writeFileAtomic } from "../io/atomic.js";
+import { readSafetensors, writeSafetensors } from "../io/safetensors.js";
+import { checkTimmStateDict } from "../model/timm_spec.js";
 import { VisionTransformer } from "../model/vision_transformer.js";
-import { readCheckpointMetadata } from "../train/checkpoint.js";
-import { writeFileAtomic } from "./atomic.js";
-import { readSafetensors, type TensorData, writeSafetensors } from "./safetensors.js";
-import { checkTimmStateDict } from "./timm_spec.js";
+import type { TensorData } from "../tensor.js";
+import { readCheckpointMetadata } from "./checkpoint.js";
 
 export type ExportFormat = "onnx" | "timm";
 
