@@ -41,10 +41,14 @@ export function register(program: Command): void {
       const config = flags.resume
         ? loadRunConfig(flags.resume, flags.set)
         : loadConfig(flags.config!, { set: flags.set });
-      const backend = await startBackend(
-        flags.backend ?? config.runtime.backend,
-        flags.threads ?? config.runtime.threads,
-      );
+      const name = flags.backend ?? config.runtime.backend;
+      const threads = flags.threads ?? config.runtime.threads;
+      // onnxruntime runs the steps; tfjs's cpu backend holds the weights on the host.
+      const backend = await startBackend(name, threads);
+      const engine =
+        name === "onnxruntime"
+          ? { engine: "onnxruntime" as const, ort: await import("onnxruntime-node"), threads }
+          : undefined;
       const stop = new AbortController();
       const onSignal = (signal: NodeJS.Signals) => {
         if (stop.signal.aborted) process.exit(130);
@@ -60,7 +64,8 @@ export function register(program: Command): void {
         const result = await train({
           config,
           resumeDir: flags.resume,
-          backend: describeBackend(backend),
+          backend: engine ? "onnxruntime" : describeBackend(backend),
+          engine,
           signal: stop.signal,
         });
         process.stdout.write(`${result.runDir}\n`);

@@ -121,7 +121,7 @@ export const DistillConfigSchema = z.strictObject({
   tau: positive.default(1.0),
 });
 
-export const backendNames = ["auto", "tensorflow", "wasm", "cpu"] as const;
+export const backendNames = ["auto", "onnxruntime", "tensorflow", "wasm", "cpu"] as const;
 
 export const RuntimeConfigSchema = z.strictObject({
   backend: z.enum(backendNames).default("auto"),
