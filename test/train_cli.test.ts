@@ -9,7 +9,7 @@ import * as path from "node:path";
 import { test } from "node:test";
 import sharp from "sharp";
 import YAML from "yaml";
-import { readSafetensors, writeSafetensors } from "../src/io/safetensors.js";
+import { readSafetensors } from "../src/io/safetensors.js";
 import { type CliOptions, runVit } from "./support.js";
 
 const root = fs.mkdtempSync(path.join(os.tmpdir(), "vit-train-cli-"));
@@ -158,24 +158,29 @@ test("vit train --resume stays on the run's engine unless --backend says otherwi
   assert.match(resumed.stderr, /^ *backend +(tensorflow|wasm|cpu)\b/m);
   assert.doesNotMatch(resumed.stderr, /onnxruntime/);
 
-  // A run recorded as onnxruntime asks for onnxruntime on resume (training there is not wired yet).
-  const { tensors, metadata } = readSafetensors(lastFile);
-  writeSafetensors(lastFile, tensors, { ...metadata, engine: "onnxruntime" });
-  const ort = await vit(["train", "--resume", path.join("runs", "engine"), "--set", "train.epochs=3"]);
-  assert.equal(ort.code, 2, ort.stderr);
-  assert.match(ort.stderr, /^backend onnxruntime: vit train runs on tfjs for now/);
-  // --backend overrides the recorded engine.
-  const cpu = await vit([
+  // A run trained on onnxruntime resumes there even when its config now names a tfjs backend.
+  const ortConfig = writeConfig("engine-ort", "train: {epochs: 1, batch_size: 6, log_interval: 4}");
+  const ort = await vit(["train", "--config", ortConfig, "--backend", "onnxruntime", "--threads", "1"]);
+  assert.equal(ort.code, 0, ort.stderr);
+  const ortLast = path.join(root, "runs", "engine-ort", "checkpoints", "last.safetensors");
+  assert.equal(readSafetensors(ortLast).metadata.engine, "onnxruntime");
+  const ortRun = path.join("runs", "engine-ort");
+  const ortResumed = await vit([
     "train",
     "--resume",
-    path.join("runs", "engine"),
+    ortRun,
     "--set",
-    "train.epochs=3",
-    "--backend",
-    "cpu",
+    "train.epochs=2",
+    "--set",
+    "runtime.backend=wasm",
   ]);
+  assert.equal(ortResumed.code, 0, ortResumed.stderr);
+  assert.match(ortResumed.stderr, /^ *backend +onnxruntime\b/m);
+  // --backend overrides the recorded engine.
+  const cpu = await vit(["train", "--resume", ortRun, "--set", "train.epochs=3", "--backend", "cpu"]);
   assert.equal(cpu.code, 0, cpu.stderr);
   assert.match(cpu.stderr, /^ *backend +cpu\b/m);
+  assert.equal(readSafetensors(ortLast).metadata.engine, "tfjs");
 });
 
 test("vit train: usage and config errors exit 2 with one line", async () => {
