@@ -32,6 +32,8 @@ export interface SessionOptions {
   /** Intra-op threads (runtime.threads; one per core by default). */
   threads: number;
   device: DeviceName;
+  /** A file prefix: onnxruntime's profiler writes every node's time to `<prefix>_<date>.json` (bench/ort_profile.ts). */
+  profile?: string;
 }
 
 /**
@@ -50,6 +52,7 @@ export async function createSession(
       interOpNumThreads: 1,
       graphOptimizationLevel: "all",
       executionProviders: opts.device === "cuda" ? ["cuda", "cpu"] : ["cpu"],
+      ...(opts.profile && { enableProfiling: true, profileFilePrefix: opts.profile }),
     });
   } catch (err) {
     if (opts.device === "cuda") {
