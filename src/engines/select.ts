@@ -1,6 +1,6 @@
 /**
  * Which engine runs the model (docs/engines.md). Two engines: tfjs (its backends tensorflow,
- * wasm, cpu; src/backend.ts) and onnxruntime (src/engines/onnxruntime/). `auto` takes the first
+ * wasm, cpu; src/engines/tfjs/select.ts) and onnxruntime (src/engines/onnxruntime/). `auto` takes the first
  * that starts, in this order:
  *
  *   tensorflow on CUDA (@tensorflow/tfjs-node-gpu)  - a GPU beats any CPU engine
