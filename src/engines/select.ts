@@ -17,7 +17,8 @@
 import * as tf from "@tensorflow/tfjs";
 import type { BackendName, DeviceName } from "../config/schema.js";
 import { UsageError, VitError } from "../errors.js";
-import { loadOnnxruntime, ORT_PACKAGE, type OrtModule } from "./onnxruntime/runtime.js";
+import { loadOnnxruntime, ORT_PACKAGE } from "./onnxruntime/runtime.js";
+import type { OrtModule } from "./onnxruntime/session.js";
 import {
   type BackendChoice,
   defaultImporter,
