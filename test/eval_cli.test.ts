@@ -27,8 +27,8 @@ const _ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
 const CLASSES = ["blue", "green", "red"];
 const S = 16;
 
-const vit = (args: string[]) => runVit([...args, "--backend", "cpu"], { cwd: dir });
-const wasm = (args: string[]) => runVit([...args, "--backend", "wasm"], { cwd: dir });
+const vit = (args: string[], backend = "cpu") =>
+  runVit([...args, "--backend", backend, "--threads", "1"], { cwd: dir });
 
 let dir: string;
 const rel = (...p: string[]) => path.join(...p);
@@ -268,6 +268,44 @@ describe("vit eval / predict / attention (child processes)", { concurrency: 2 },
     assert.notEqual(j.heads.head.loss, j.heads.head_dist.loss);
   });
 
+  test("eval and predict on onnxruntime give wasm's results: metrics, each head, top-k, bad images", async () => {
+    const evalArgs = ["eval", "--run", rel("runs", "deit"), "--json", "--batch-size", "5"];
+    const predictArgs = ["predict", "in", "--run", rel("runs", "tiny"), "--topk", "3", "--json"];
+    const [ortEval, wasmEval, ortPredict, wasmPredict] = await Promise.all([
+      vit(evalArgs, "onnxruntime"),
+      vit(evalArgs, "wasm"),
+      vit(predictArgs, "onnxruntime"),
+      vit(predictArgs, "wasm"),
+    ]);
+    assert.equal(ortEval.code, 0, ortEval.stderr);
+    assert.equal(wasmEval.code, 0, wasmEval.stderr);
+    const [o, w] = [JSON.parse(ortEval.stdout), JSON.parse(wasmEval.stdout)];
+    assert.deepEqual(Object.keys(o.heads), ["head", "head_dist", "mean"]);
+    for (const head of ["head", "head_dist", "mean"]) {
+      assert.deepEqual(o.heads[head].confusion, w.heads[head].confusion, `${head} confusion`);
+      assert.equal(o.heads[head].top1, w.heads[head].top1, `${head} top1`);
+      close(o.heads[head].loss, w.heads[head].loss, 1e-5, `${head} loss`);
+    }
+    assert.notEqual(o.heads.head.loss, o.heads.head_dist.loss);
+
+    assert.equal(ortPredict.code, 1, "the bad images fail on both engines");
+    assert.equal(ortPredict.stderr.split("\n").filter((l) => l.startsWith("error: ")).length, 2);
+    const [op, wp] = [JSON.parse(ortPredict.stdout), JSON.parse(wasmPredict.stdout)];
+    assert.equal(op.length, 5);
+    assert.deepEqual(
+      op.map((r: { image: string; error?: string }) => [r.image, r.error]),
+      wp.map((r: { image: string; error?: string }) => [r.image, r.error]),
+    );
+    for (const [i, r] of op.entries()) {
+      assert.deepEqual(
+        r.predictions.map((p: { index: number }) => p.index),
+        wp[i].predictions.map((p: { index: number }) => p.index),
+        r.image,
+      );
+      for (const [k, p] of r.predictions.entries()) close(p.prob, wp[i].predictions[k].prob, 1e-5, r.image);
+    }
+  });
+
   test("eval --data with other class names lists the unknown and the missing ones", async () => {
     fs.mkdirSync(path.join(dir, "other", "cat"), { recursive: true });
     await writePng(path.join(dir, "other", "cat", "x.png"), S, S, 7);
@@ -442,6 +480,12 @@ describe("vit eval / predict / attention (child processes)", { concurrency: 2 },
       ema.stderr,
       /no runs\/tiny\/checkpoints\/ema\.safetensors \(the run was trained without train\.ema\)/,
     );
+    const attention = await vit(["attention", "in/a.png", "--run", "runs/tiny"], "onnxruntime");
+    assert.equal(attention.code, 2);
+    assert.equal(
+      attention.stderr,
+      "backend onnxruntime: vit attention reads the attention maps out of the tfjs model: give --backend auto, tensorflow, wasm or cpu\n",
+    );
   });
 
   test("predict of only unreadable images: a line naming each, valid JSON, exit 1", async () => {
@@ -450,7 +494,7 @@ describe("vit eval / predict / attention (child processes)", { concurrency: 2 },
     fs.writeFileSync(path.join(dir, "allbad", "noise.png"), Buffer.from([137, 80, 78, 71, 1, 2, 3]));
     const files = ["allbad/zero.jpg", "allbad/noise.png"];
     // wasm: its Transpose fails on an empty batch ("divide by zero"), where cpu returns one.
-    const r = await wasm(["predict", ...files, "--run", rel("runs", "tiny"), "--json"]);
+    const r = await vit(["predict", ...files, "--run", rel("runs", "tiny"), "--json"], "wasm");
     assert.equal(r.code, 1, r.stderr);
     const rows = JSON.parse(r.stdout) as { image: string; error?: string }[];
     assert.deepEqual(
@@ -460,16 +504,10 @@ describe("vit eval / predict / attention (child processes)", { concurrency: 2 },
     for (const f of files) assert.match(r.stderr, new RegExp(`^error: ${f.replace(".", "\\.")}: .+$`, "m"));
     assert.doesNotMatch(r.stderr, /divide by zero/);
     // --batch-size 1 over good and bad: the bad file's batch is empty, the good ones still answer.
-    const one = await wasm([
-      "predict",
-      "in/a.png",
-      "allbad/zero.jpg",
-      "--run",
-      rel("runs", "tiny"),
-      "--csv",
-      "--batch-size",
-      "1",
-    ]);
+    const one = await vit(
+      ["predict", "in/a.png", "allbad/zero.jpg", "--run", rel("runs", "tiny"), "--csv", "--batch-size", "1"],
+      "wasm",
+    );
     assert.equal(one.code, 1, one.stderr);
     const csv = parseCsv(one.stdout).map((rec) => rec.fields);
     assert.deepEqual(
@@ -485,16 +523,10 @@ describe("vit eval / predict / attention (child processes)", { concurrency: 2 },
     for (const [i, c] of CLASSES.entries())
       await tintedPng(path.join(dir, "evalbad", c, `${c}.png`), S, S, 50 + i, i);
     fs.writeFileSync(path.join(dir, "evalbad", "green", "zz_bad.png"), "");
-    const r = await wasm([
-      "eval",
-      "--run",
-      rel("runs", "tiny"),
-      "--data",
-      "evalbad",
-      "--batch-size",
-      "1",
-      "--json",
-    ]);
+    const r = await vit(
+      ["eval", "--run", rel("runs", "tiny"), "--data", "evalbad", "--batch-size", "1", "--json"],
+      "wasm",
+    );
     assert.equal(r.code, 0, r.stderr);
     assert.equal(JSON.parse(r.stdout).images, 3);
     assert.match(
@@ -503,7 +535,7 @@ describe("vit eval / predict / attention (child processes)", { concurrency: 2 },
     );
     assert.match(r.stderr, /^skipped 1 unreadable images$/m);
     for (const c of CLASSES) fs.writeFileSync(path.join(dir, "evalbad", c, `${c}.png`), "");
-    const none = await vit(["eval", "--run", rel("runs", "tiny"), "--data", "evalbad", "--json"]);
+    const none = await vit(["eval", "--run", rel("runs", "tiny"), "--data", "evalbad", "--json"], "wasm");
     assert.equal(none.code, 1, none.stderr);
     assert.equal(none.stdout, "");
     assert.match(none.stderr, /^evalbad: none of its 4 images could be read, nothing to evaluate$/m);

@@ -25,6 +25,7 @@ import * as path from "node:path";
 import * as tf from "@tensorflow/tfjs";
 import { ConfigError, DataError } from "../errors.js";
 import { readSafetensorsHeader } from "../io/safetensors.js";
+import type { VisionTransformer } from "../model/vision_transformer.js";
 import { checkFinite } from "../weights/finite.js";
 import { loadInferenceModel } from "../weights/model_source.js";
 import { runPath } from "../weights/run_dir.js";
@@ -34,6 +35,8 @@ export interface Teacher {
   readonly description: string;
   /** Teacher logits `[B, K]` for a student batch `[B, H, W, C]` (normalized the student's way). */
   logits(images: tf.Tensor4D): tf.Tensor2D;
+  /** A vit teacher's model and its input adapter, so the student's engine can run it instead. */
+  readonly vit?: { model: VisionTransformer; adapt(images: tf.Tensor4D): tf.Tensor4D };
   dispose(): void;
 }
 
@@ -85,6 +88,7 @@ function loadVitTeacher(file: string, student: StudentSpec): Teacher {
       description: `${file} (${m.preset ?? "custom"}, ${m.img_size} px${m.distilled ? ", distilled: mean of its heads" : ""}${adapt.note})`,
       logits: (images) =>
         tf.tidy(() => model.forward(adapt.apply(images), { training: false }) as tf.Tensor2D),
+      vit: { model, adapt: adapt.apply },
       dispose: () => model.dispose(),
     };
   } catch (err) {
