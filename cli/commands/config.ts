@@ -1,6 +1,7 @@
 /** `vit config print|check FILE`: the fully resolved config, or just whether it is valid. */
 import type { Command } from "commander";
 import { loadConfig, stringifyConfig } from "../../src/config/index.js";
+import type { BackendName } from "../../src/config/schema.js";
 import { checkTrainingMemory, memoryLimit } from "../../src/engines/memory.js";
 import { setOption } from "../options.js";
 
@@ -23,12 +24,19 @@ export function register(program: Command): void {
     )
     .argument("<file>", "config YAML file")
     .addOption(setOption())
-    .action((file: string, opts: { set?: string[] }) => {
+    .action(async (file: string, opts: { set?: string[] }) => {
       const cfg = loadConfig(file, { set: opts.set });
       const memory = checkTrainingMemory(cfg, file, {
         numClasses: cfg.model.num_classes ?? 0,
-        limit: memoryLimit(cfg.runtime.backend),
+        limit: memoryLimit(await backendHere(cfg.runtime.backend)),
       });
       process.stderr.write(`${file}: OK (${memory})\n`);
     });
+}
+
+/** The backend a config's runtime.backend names; for auto, the one auto picks on this machine. */
+async function backendHere(name: BackendName): Promise<string> {
+  if (name !== "auto") return name;
+  const { selectEngine } = await import("../../src/engines/select.js");
+  return (await selectEngine("auto", { threads: 1 })).name;
 }

@@ -62,7 +62,7 @@ export async function setUpTraining(
   // Before anything is allocated or read: a model that cannot fit fails now, in one line.
   checkTrainingMemory(cfg, cfg.name, {
     numClasses: cfg.model.num_classes ?? 0,
-    limit: memoryLimit(tf.getBackend()),
+    limit: memoryLimit(opts.engine?.engine === "onnxruntime" ? "onnxruntime" : tf.getBackend()),
   });
   const data = await loadDatasets(cfg.data, {
     seed,
