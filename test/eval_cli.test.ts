@@ -28,6 +28,7 @@ const CLASSES = ["blue", "green", "red"];
 const S = 16;
 
 const vit = (args: string[]) => runVit([...args, "--backend", "cpu"], { cwd: dir });
+const wasm = (args: string[]) => runVit([...args, "--backend", "wasm"], { cwd: dir });
 
 let dir: string;
 const rel = (...p: string[]) => path.join(...p);
@@ -441,5 +442,70 @@ describe("vit eval / predict / attention (child processes)", { concurrency: 2 },
       ema.stderr,
       /no runs\/tiny\/checkpoints\/ema\.safetensors \(the run was trained without train\.ema\)/,
     );
+  });
+
+  test("predict of only unreadable images: a line naming each, valid JSON, exit 1", async () => {
+    fs.mkdirSync(path.join(dir, "allbad"), { recursive: true });
+    fs.writeFileSync(path.join(dir, "allbad", "zero.jpg"), "");
+    fs.writeFileSync(path.join(dir, "allbad", "noise.png"), Buffer.from([137, 80, 78, 71, 1, 2, 3]));
+    const files = ["allbad/zero.jpg", "allbad/noise.png"];
+    // wasm: its Transpose fails on an empty batch ("divide by zero"), where cpu returns one.
+    const r = await wasm(["predict", ...files, "--run", rel("runs", "tiny"), "--json"]);
+    assert.equal(r.code, 1, r.stderr);
+    const rows = JSON.parse(r.stdout) as { image: string; error?: string }[];
+    assert.deepEqual(
+      rows.map((x) => x.image),
+      files,
+    );
+    for (const f of files) assert.match(r.stderr, new RegExp(`^error: ${f.replace(".", "\\.")}: .+$`, "m"));
+    assert.doesNotMatch(r.stderr, /divide by zero/);
+    // --batch-size 1 over good and bad: the bad file's batch is empty, the good ones still answer.
+    const one = await wasm([
+      "predict",
+      "in/a.png",
+      "allbad/zero.jpg",
+      "--run",
+      rel("runs", "tiny"),
+      "--csv",
+      "--batch-size",
+      "1",
+    ]);
+    assert.equal(one.code, 1, one.stderr);
+    const csv = parseCsv(one.stdout).map((rec) => rec.fields);
+    assert.deepEqual(
+      csv.slice(1).map((c) => [c[0], c.at(-1) === ""]),
+      [
+        ["in/a.png", true],
+        ["allbad/zero.jpg", false],
+      ],
+    );
+  });
+
+  test("eval with a batch of only bad images skips it and keeps exit 0; all bad is exit 1", async () => {
+    for (const [i, c] of CLASSES.entries())
+      await tintedPng(path.join(dir, "evalbad", c, `${c}.png`), S, S, 50 + i, i);
+    fs.writeFileSync(path.join(dir, "evalbad", "green", "zz_bad.png"), "");
+    const r = await wasm([
+      "eval",
+      "--run",
+      rel("runs", "tiny"),
+      "--data",
+      "evalbad",
+      "--batch-size",
+      "1",
+      "--json",
+    ]);
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(JSON.parse(r.stdout).images, 3);
+    assert.match(
+      r.stderr,
+      /^warning: skipping bad image evalbad\/green\/zz_bad\.png: empty file \(0 bytes\)$/m,
+    );
+    assert.match(r.stderr, /^skipped 1 unreadable images$/m);
+    for (const c of CLASSES) fs.writeFileSync(path.join(dir, "evalbad", c, `${c}.png`), "");
+    const none = await vit(["eval", "--run", rel("runs", "tiny"), "--data", "evalbad", "--json"]);
+    assert.equal(none.code, 1, none.stderr);
+    assert.equal(none.stdout, "");
+    assert.match(none.stderr, /^evalbad: none of its 4 images could be read, nothing to evaluate$/m);
   });
 });

@@ -10,6 +10,7 @@ import { test } from "node:test";
 import sharp from "sharp";
 import YAML from "yaml";
 import { readSafetensors } from "../src/io/safetensors.js";
+import { readRunState } from "../src/weights/checkpoint.js";
 import { type CliOptions, runVit } from "./support.js";
 
 const root = fs.mkdtempSync(path.join(os.tmpdir(), "vit-train-cli-"));
@@ -156,4 +157,34 @@ test("vit train: usage and config errors exit 2 with one line", async () => {
   const missing = await vit(["train", "--resume", "runs/nothing"]);
   assert.equal(missing.code, 2);
   assert.match(missing.stderr, /runs\/nothing: no .* to resume from/);
+});
+
+test("vit train: a checkpoint write that fails (ENOSPC) keeps the previous checkpoint whole, says so, exits 1", async () => {
+  await ready;
+  const config = writeConfig("full", "train: {epochs: 2, batch_size: 6, schedule: {warmup_epochs: 0}}");
+  const r = await runVit(["train", "--config", config, "--backend", "cpu"], {
+    cwd: root,
+    env: {
+      VIT_CACHE_DIR: path.join(root, "cache"),
+      VIT_ENOSPC_AFTER: "1",
+      NODE_OPTIONS: `--import=${path.join(import.meta.dirname, "inject_enospc.mjs")}`,
+    },
+  });
+  const ckpt = path.join("runs", "full", "checkpoints");
+  assert.equal(r.code, 1, r.stderr);
+  assert.match(
+    r.stderr,
+    new RegExp(
+      `^cannot write ${ckpt}/last\\.safetensors: ENOSPC: no space left on device, write; the previous ${ckpt}/last\\.safetensors is kept$`,
+      "m",
+    ),
+  );
+  // The pair saved after epoch 1 is still whole (same step in both files) and resumes; no temp files are left.
+  const dir = path.join(root, ckpt);
+  const state = readRunState(path.join(dir, "last.safetensors"), path.join(dir, "last.state.safetensors"));
+  assert.equal(state.progress.epoch, 1);
+  assert.deepEqual(
+    fs.readdirSync(dir).filter((f) => f.endsWith(".tmp")),
+    [],
+  );
 });

@@ -14,7 +14,7 @@ import { ConfigSchema } from "../src/config/schema.js";
 import { curvesSvg, niceTicks, writeCurves } from "../src/train/curves.js";
 import { NonFiniteWatch, RunningMeans } from "../src/train/device_stats.js";
 import { formatDuration, Progress, type StepStatus } from "../src/train/progress.js";
-import { type RunProgress, readRunState, writeRunProgress, writeWeights } from "../src/weights/checkpoint.js";
+import { type RunProgress, readRunState, writeRunCheckpoint } from "../src/weights/checkpoint.js";
 import { createRunDir, MetricsLog, type MetricsRecord } from "../src/weights/run_dir.js";
 
 await tf.setBackend("cpu");
@@ -79,8 +79,8 @@ test("checkpoint files round-trip weights, optimizer, EMA and trainer state; a s
   const ema = new Map([["ema.w", { shape: [2], data: Float32Array.from([0.9, 1.9]) }]]);
   const wFile = path.join(dir, "last.safetensors");
   const sFile = path.join(dir, "last.state.safetensors");
-  writeRunProgress(sFile, trainerState(7), optimizer, ema);
-  writeWeights(wFile, weights, { config, classes: ["a", "b"], epoch: 1, step: 7 });
+  const meta = { config, classes: ["a", "b"], epoch: 1, step: 7 };
+  writeRunCheckpoint({ weights: wFile, state: sFile }, weights, meta, trainerState(7), optimizer, ema);
   const loaded = readRunState(wFile, sFile);
   assert.deepEqual(loaded.classes, ["a", "b"]);
   assert.deepEqual(loaded.config, JSON.parse(JSON.stringify(config)));
@@ -89,8 +89,13 @@ test("checkpoint files round-trip weights, optimizer, EMA and trainer state; a s
   assert.deepEqual([...loaded.optimizer.tensors.keys()], ["exp_avg.w", "exp_avg_sq.w"]);
   assert.deepEqual([...loaded.optimizer.tensors.get("exp_avg.w")!.data], [...Float32Array.from([0.1, 0.2])]);
   assert.deepEqual([...loaded.ema.keys()], ["ema.w"]);
-  // A save cut between the two files: the state is from a later step than the weights.
-  writeRunProgress(sFile, trainerState(9), optimizer, null);
+  // A crash between the two renames: the state is from a later step than the weights.
+  const later = {
+    weights: path.join(dir, "later.safetensors"),
+    state: path.join(dir, "later.state.safetensors"),
+  };
+  writeRunCheckpoint(later, weights, { ...meta, step: 9 }, trainerState(9), optimizer, null);
+  fs.copyFileSync(later.state, sFile);
   assert.throws(() => readRunState(wFile, sFile), /from step 9 but .* from step 7/);
 });
 

@@ -1,6 +1,7 @@
 /** `vit config print|check FILE`: the fully resolved config, or just whether it is valid. */
 import type { Command } from "commander";
 import { loadConfig, stringifyConfig } from "../../src/config/index.js";
+import { checkTrainingMemory, memoryLimit } from "../../src/engines/memory.js";
 import { setOption } from "../options.js";
 
 export function register(program: Command): void {
@@ -17,11 +18,17 @@ export function register(program: Command): void {
     });
   config
     .command("check")
-    .description("validate a config file: exit 0 if it is valid, 2 with one line per problem if not")
+    .description(
+      "validate a config file and its memory estimate: exit 0 if it is valid, 2 with one line per problem if not",
+    )
     .argument("<file>", "config YAML file")
     .addOption(setOption())
     .action((file: string, opts: { set?: string[] }) => {
-      loadConfig(file, { set: opts.set });
-      process.stderr.write(`${file}: OK\n`);
+      const cfg = loadConfig(file, { set: opts.set });
+      const memory = checkTrainingMemory(cfg, file, {
+        numClasses: cfg.model.num_classes ?? 0,
+        limit: memoryLimit(cfg.runtime.backend),
+      });
+      process.stderr.write(`${file}: OK (${memory})\n`);
     });
 }

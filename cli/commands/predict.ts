@@ -48,18 +48,22 @@ export function register(program: Command): void {
             labels,
           });
           process.stdout.write(writer.begin());
-          for await (const r of predictFiles(im.model, im.config, files, {
-            topk,
-            batchSize: flags.batchSize,
-            classes: im.classes,
-          })) {
-            if (r.error) {
-              failed++;
-              process.stderr.write(`error: ${r.error}\n`);
+          try {
+            for await (const r of predictFiles(im.model, im.config, files, {
+              topk,
+              batchSize: flags.batchSize,
+              classes: im.classes,
+            })) {
+              if (r.error) {
+                failed++;
+                process.stderr.write(`error: ${r.error}\n`);
+              }
+              process.stdout.write(writer.write(r));
             }
-            process.stdout.write(writer.write(r));
+          } finally {
+            // Even when a run stops midway, stdout stays one valid JSON array or CSV table.
+            process.stdout.write(writer.end());
           }
-          process.stdout.write(writer.end());
         } finally {
           im.model.dispose();
         }

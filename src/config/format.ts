@@ -126,7 +126,10 @@ export function formatValue(v: unknown): string {
   const text =
     typeof v === "string"
       ? JSON.stringify(v)
-      : YAML.stringify(v, { collectionStyle: "flow", flowCollectionPadding: false }).trim();
+      : // lineWidth 0: yaml folds long flow collections onto several lines; a message is one line.
+        YAML.stringify(v, { collectionStyle: "flow", flowCollectionPadding: false, lineWidth: 0 })
+          .trim()
+          .replace(/\s*\n\s*/g, " ");
   return text.length > 80 ? `${text.slice(0, 77)}...` : text;
 }
 

@@ -56,7 +56,14 @@ function fileLayers(abs: string, stack: readonly string[]): Layer[] {
     });
     throw new ConfigError(lines.join("\n"));
   }
-  return objectLayers(doc.toJS() ?? {}, source, path.dirname(abs), [...stack, abs]);
+  let value: unknown;
+  try {
+    value = doc.toJS();
+  } catch (err) {
+    // yaml refuses to expand an alias bomb ("billion laughs") and says why: a config error.
+    throw new ConfigError(`${source}: ${(err as Error).message.split("\n")[0]}`);
+  }
+  return objectLayers(value ?? {}, source, path.dirname(abs), [...stack, abs]);
 }
 
 /** The layers of one config object: those of its `extends:` chain first, then its own. */

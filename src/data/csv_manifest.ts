@@ -5,7 +5,15 @@
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { DataError } from "../errors.js";
-import { classIndex, type Dataset, describeClasses, type OpenOptions, type Sample } from "./dataset.js";
+import {
+  classIndex,
+  type Dataset,
+  describeClasses,
+  type OpenOptions,
+  printable,
+  type Sample,
+} from "./dataset.js";
+import { ImageWalk } from "./image_files.js";
 
 const COLUMNS = ["path", "label"] as const;
 
@@ -56,7 +64,9 @@ export function readCsvManifest(file: string, opts: OpenOptions = {}): Dataset {
   const columns = header.fields.map((f) => f.trim());
   for (const c of columns) {
     if (!(COLUMNS as readonly string[]).includes(c)) {
-      throw new DataError(`${file}:${header.line}: unknown column "${c}" (expected the columns path,label)`);
+      throw new DataError(
+        `${file}:${header.line}: unknown column ${JSON.stringify(c)} (expected the columns path,label)`,
+      );
     }
   }
   for (const c of COLUMNS) {
@@ -74,17 +84,19 @@ export function readCsvManifest(file: string, opts: OpenOptions = {}): Dataset {
   const classes = opts.classes ?? [...new Set(records.map((r) => r.label))].sort((a, b) => (a < b ? -1 : 1));
   const index = classIndex(classes);
   const dir = path.dirname(file);
-  const samples: Sample[] = records.map((r) => {
+  // A file listed twice (or reachable by two paths) is kept once, so it cannot land in train and val both.
+  const walk = opts.walk ?? new ImageWalk();
+  const samples: Sample[] = records.flatMap((r) => {
     const label = index.get(r.label);
     if (label === undefined) {
       throw new DataError(
-        `${file}:${r.line}: label "${r.label}" is not one of the known classes (${describeClasses(classes)})`,
+        `${file}:${r.line}: label ${JSON.stringify(r.label)} is not one of the known classes (${describeClasses(classes)})`,
       );
     }
     if (r.file === "") throw new DataError(`${file}:${r.line}: empty path`);
     const p = path.resolve(dir, r.file);
-    if (!fs.existsSync(p)) throw new DataError(`${file}:${r.line}: no such file ${r.file}`);
-    return { path: p, label };
+    if (!fs.existsSync(p)) throw new DataError(`${file}:${r.line}: no such file ${printable(r.file)}`);
+    return walk.claim(p) ? [{ path: p, label }] : [];
   });
   return { source: file, classes, samples };
 }

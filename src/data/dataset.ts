@@ -2,6 +2,7 @@
  * What every source turns into: a list of (file, label) pairs and the class names the labels index.
  * The class names travel with the dataset into the loader, the trainer and the checkpoints.
  */
+import type { ImageWalk } from "./image_files.js";
 
 export interface Sample {
   path: string;
@@ -22,6 +23,8 @@ export interface OpenOptions {
    * checkpoint's classes in `vit eval --data`. Every label found must be one of them.
    */
   classes?: readonly string[];
+  /** The folder walk shared with another dataset (train and val), so no file is listed in both. */
+  walk?: ImageWalk;
 }
 
 /** Index of each name in `classes`, for turning folder names or CSV labels into labels. */
@@ -29,8 +32,13 @@ export function classIndex(classes: readonly string[]): Map<string, number> {
   return new Map(classes.map((c, i) => [c, i]));
 }
 
+/** A name as it goes into a one-line message: JSON-quoted when it holds a line break or other control character. */
+export function printable(name: string): string {
+  return /\p{Cc}/u.test(name) ? JSON.stringify(name) : name;
+}
+
 /** "a, b, c, ... (12 classes)": a short list for error messages. */
 export function describeClasses(classes: readonly string[]): string {
-  const head = classes.slice(0, 6).join(", ");
+  const head = classes.slice(0, 6).map(printable).join(", ");
   return classes.length > 6 ? `${head}, ... (${classes.length} classes)` : head;
 }

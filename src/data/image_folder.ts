@@ -7,9 +7,7 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import { DataError } from "../errors.js";
 import { classIndex, type Dataset, describeClasses, type OpenOptions, type Sample } from "./dataset.js";
-import { isImagePath } from "./image_files.js";
-
-const byCodePoint = (a: string, b: string) => (a < b ? -1 : a > b ? 1 : 0);
+import { byCodePoint, ImageWalk } from "./image_files.js";
 
 function isDir(p: string): boolean {
   try {
@@ -19,29 +17,17 @@ function isDir(p: string): boolean {
   }
 }
 
-/** Image files under dir at any depth, sorted, hidden entries skipped. */
-function listImages(dir: string): string[] {
-  const out: string[] = [];
-  const walk = (d: string) => {
-    const names = fs.readdirSync(d).sort(byCodePoint);
-    for (const name of names) {
-      if (name.startsWith(".")) continue;
-      const p = path.join(d, name);
-      if (isDir(p)) walk(p);
-      else if (isImagePath(name)) out.push(p);
-    }
-  };
-  walk(dir);
-  return out;
-}
-
 export function scanImageFolder(root: string, opts: OpenOptions = {}): Dataset {
+  const walk = opts.walk ?? new ImageWalk();
+  // The root and every class folder count as listed first: a link into one is skipped.
+  walk.enter(root);
   const folders = fs
     .readdirSync(root)
     .filter((name) => !name.startsWith(".") && isDir(path.join(root, name)))
-    .sort(byCodePoint);
+    .sort(byCodePoint)
+    .filter((name) => walk.enter(path.join(root, name)));
   if (folders.length === 0) {
-    const loose = listImages(root).length;
+    const loose = walk.images(root).length;
     throw new DataError(
       loose > 0
         ? `${root}: found ${loose} images but no class folders (expected ${root}/<class>/<image>)`
@@ -58,7 +44,7 @@ export function scanImageFolder(root: string, opts: OpenOptions = {}): Dataset {
         `${path.join(root, name)}: class "${name}" is not one of the known classes (${describeClasses(classes)})`,
       );
     }
-    const files = listImages(path.join(root, name));
+    const files = walk.images(path.join(root, name));
     if (files.length === 0) throw new DataError(`${path.join(root, name)}: class "${name}" has no images`);
     for (const file of files) samples.push({ path: file, label });
   }

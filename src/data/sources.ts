@@ -6,7 +6,8 @@ import * as fs from "node:fs";
 import type { DataConfig } from "../config/schema.js";
 import { DataError } from "../errors.js";
 import { readCsvManifest } from "./csv_manifest.js";
-import type { Dataset, OpenOptions } from "./dataset.js";
+import { type Dataset, describeClasses, type OpenOptions } from "./dataset.js";
+import { ImageWalk } from "./image_files.js";
 import { scanImageFolder } from "./image_folder.js";
 import { stratifiedSplit } from "./split.js";
 import { ensureSynthetic } from "./synthetic.js";
@@ -50,8 +51,15 @@ export async function loadDatasets(data: DataConfig, opts: LoadOptions): Promise
           cacheDir: opts.cacheDir,
         })
       : data.train;
-  const all = openDataset(trainSource);
+  // One walk for both folders: a file reachable from train and val is listed in train only.
+  const walk = new ImageWalk();
+  const all = openDataset(trainSource, { walk });
   const { classes } = all;
+  if (classes.length < 2) {
+    throw new DataError(
+      `${data.train}: found ${classes.length} class (${describeClasses(classes)}); a classifier needs at least two classes`,
+    );
+  }
   if (opts.numClasses != null && opts.numClasses !== classes.length) {
     throw new DataError(
       `${data.train}: has ${classes.length} classes but model.num_classes is ${opts.numClasses} ` +
@@ -60,7 +68,7 @@ export async function loadDatasets(data: DataConfig, opts: LoadOptions): Promise
   }
   let train = all;
   let val: Dataset;
-  if (data.val) val = openDataset(data.val, { classes });
+  if (data.val) val = openDataset(data.val, { classes, walk });
   else {
     ({ train, val } = stratifiedSplit(all, data.val_split, opts.seed));
   }

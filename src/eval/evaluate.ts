@@ -29,6 +29,8 @@ export async function evaluate(
   const run = loader.epoch(0);
   let done = 0;
   for await (const batch of run) {
+    // Every image of this batch was bad and dropped: the loader has named each one.
+    if (batch.size === 0) continue;
     const captured = new Map<string, Float32Array>();
     const x = tf.tensor4d(batch.images, [batch.size, s, s, c]);
     const logits = model.forward(x, {

@@ -5,7 +5,7 @@
  */
 import * as path from "node:path";
 import { DataLoader } from "../data/loader.js";
-import { UsageError } from "../errors.js";
+import { DataError, UsageError } from "../errors.js";
 import type { InferenceModel } from "../weights/model_source.js";
 import { writeConfusionPng } from "./confusion_plot.js";
 import { openEvalData, runValidationData } from "./data.js";
@@ -59,6 +59,9 @@ export async function runEval(im: InferenceModel, opts: EvalOptions): Promise<Ev
   }
   if (opts.showProgress) opts.log("\n");
   if (pass.badImages > 0) opts.log(`skipped ${pass.badImages} unreadable images\n`);
+  if (pass.summary.images === 0) {
+    throw new DataError(`${dataset.source}: none of its ${total} images could be read, nothing to evaluate`);
+  }
 
   const png = opts.confusion ?? path.join(im.runDir ?? path.dirname(im.weightsFile), "confusion.png");
   const pct = (x: number) => `${(x * 100).toFixed(1)}%`;

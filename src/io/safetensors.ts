@@ -15,6 +15,7 @@ import * as os from "node:os";
 import { DataError } from "../errors.js";
 import { writeFileAtomic } from "./atomic.js";
 import { withReadFd } from "./read_fd.js";
+import { refuseTorchFile } from "./torch_file.js";
 
 /** A host-side tensor in PyTorch layout: row-major float32. */
 export interface TensorData {
@@ -133,6 +134,18 @@ export function writeSafetensors(
   tensors: ReadonlyMap<string, TensorData>,
   metadata?: Record<string, string>,
 ): void {
+  writeFileAtomic(file, encodeSafetensors(file, tensors, metadata));
+}
+
+/**
+ * The bytes `writeSafetensors` writes, as chunks (the tensors' own memory, not a copy), for a
+ * caller that saves several files as one (writeFilesAtomic); `file` names problems. Validated now.
+ */
+export function encodeSafetensors(
+  file: string,
+  tensors: ReadonlyMap<string, TensorData>,
+  metadata?: Record<string, string>,
+): Iterable<Uint8Array> {
   assertLittleEndian();
   const header: Record<string, unknown> = {};
   if (metadata) {
@@ -163,7 +176,7 @@ export function writeSafetensors(
   const head = Buffer.alloc(8 + n, 0x20);
   head.writeBigUInt64LE(BigInt(n), 0);
   json.copy(head, 8);
-  writeFileAtomic(file, tensorChunks(head, tensors));
+  return tensorChunks(head, tensors);
 }
 
 function* tensorChunks(head: Uint8Array, tensors: ReadonlyMap<string, TensorData>): Generator<Uint8Array> {
@@ -177,6 +190,7 @@ function withFile<T>(file: string, body: (fd: number, size: number) => T): T {
 }
 
 function readHeader(fd: number, size: number, file: string): SafetensorsHeader {
+  refuseTorchFile(fd, file, "safetensors");
   if (size < 8) {
     throw new DataError(
       `${file}: not a safetensors file: ${size} bytes, shorter than the 8-byte header length`,

@@ -6,7 +6,7 @@
  */
 import * as fs from "node:fs";
 import * as path from "node:path";
-import { isImagePath } from "../data/image_files.js";
+import { ImageWalk, isImagePath } from "../data/image_files.js";
 
 export function hasGlob(s: string): boolean {
   return /[*?]/.test(s);
@@ -47,23 +47,19 @@ function isFile(p: string): boolean {
   }
 }
 
-/** Image files under `dir`, recursively, sorted, as `dir`-prefixed paths. */
-export function imagesInDir(dir: string): string[] {
-  const out: string[] = [];
-  for (const e of entries(dir)) {
-    if (e.name.startsWith(".")) continue;
-    const p = path.join(dir, e.name);
-    if (isDir(p)) out.push(...imagesInDir(p));
-    else if (isImagePath(p)) out.push(p);
-  }
-  return out;
+/**
+ * Image files under `dir`, recursively, sorted, as `dir`-prefixed paths; a folder `walk` has
+ * listed already (a link cycle, or two arguments naming one folder) gives none.
+ */
+export function imagesInDir(dir: string, walk: ImageWalk = new ImageWalk()): string[] {
+  return walk.enter(dir) ? walk.images(dir) : [];
 }
 
 /**
  * Files matching `pattern` (segments split on "/"; `**` is zero or more folders), relative
  * paths kept relative. Hidden entries match only a segment that itself starts with ".".
  */
-export function glob(pattern: string): string[] {
+export function glob(pattern: string, listing: ImageWalk = new ImageWalk()): string[] {
   const segments = pattern.split(/[\\/]+/);
   const absolute = pattern.startsWith("/");
   const first = segments.findIndex(hasGlob);
@@ -80,7 +76,7 @@ export function glob(pattern: string): string[] {
     const [seg, ...tail] = rest;
     const here = dir === "" ? "." : dir;
     if (seg === "**" && tail.length === 0) {
-      out.push(...imagesInDir(here));
+      out.push(...imagesInDir(here, listing));
     } else if (seg === "**") {
       walk(dir, tail);
       for (const e of entries(here)) {
@@ -112,21 +108,25 @@ export interface ExpandedInputs {
 }
 
 export function expandInputs(args: string[]): ExpandedInputs {
+  // One walk for every argument: each real folder and file is listed once.
+  const walk = new ImageWalk();
   const files: string[] = [];
   const errors: InputError[] = [];
   for (const arg of args) {
     if (isDir(arg)) {
-      const found = imagesInDir(arg);
+      const found = imagesInDir(arg, walk);
       if (found.length === 0) errors.push({ input: arg, message: `${arg}: no image files in this folder` });
       files.push(...found);
     } else if (fs.existsSync(arg) || !hasGlob(arg)) {
       // A named file is tried as it is: a missing or unreadable one fails when it is decoded.
       files.push(arg);
     } else {
-      const found = glob(arg);
+      const found = glob(arg, walk);
       if (found.length === 0) errors.push({ input: arg, message: `${arg}: matched no image files` });
       files.push(...found);
     }
   }
-  return { files: [...new Set(files)], errors };
+  // One file reached by two arguments under different paths (a pattern through a folder link): answered once.
+  const once = new ImageWalk();
+  return { files: [...new Set(files)].filter((f) => once.claim(f)), errors };
 }

@@ -48,13 +48,17 @@ export async function* predictFiles(
     },
   );
   try {
+    const k = model.numClasses;
     for await (const batch of loader.epoch(0)) {
-      const x = tf.tensor4d(batch.images, [batch.size, s, s, c]);
-      const logits = model.forward(x, { training: false }) as tf.Tensor2D;
-      x.dispose();
-      const values = logits.dataSync() as Float32Array;
-      const k = logits.shape[1];
-      logits.dispose();
+      // A batch of only bad images has nothing to run: its files still get their error results.
+      let values: Float32Array = new Float32Array(0);
+      if (batch.size > 0) {
+        const x = tf.tensor4d(batch.images, [batch.size, s, s, c]);
+        const logits = model.forward(x, { training: false }) as tf.Tensor2D;
+        x.dispose();
+        values = logits.dataSync() as Float32Array;
+        logits.dispose();
+      }
       const row = new Map(Array.from(batch.indices, (index, i) => [index, i]));
       // Eval batches cover consecutive files; a file missing from the batch was a bad image.
       const first = batch.step * opts.batchSize;

@@ -5,7 +5,7 @@
  */
 import type { Config } from "../config/index.js";
 import type { RunProgress } from "../weights/checkpoint.js";
-import { writeRunProgress, writeWeights } from "../weights/checkpoint.js";
+import { writeRunCheckpoint, writeWeights } from "../weights/checkpoint.js";
 import { runPath } from "../weights/run_dir.js";
 import type { TrainingSetup } from "./setup.js";
 
@@ -26,18 +26,19 @@ export class RunCheckpoints {
     return runPath(this.setup.runDir, "last");
   }
 
-  /** Optimizer and progress first, weights last: both carry the step, so a cut between them is caught. */
+  /** Weights, optimizer, EMA and position as one save: a failed write leaves the previous one whole. */
   saveLast(at: RunProgress): void {
     const { state, model } = this.setup;
     const optimizer = state.optimizer.exportState();
     at.optimizer = { name: state.optimizer.name, steps: optimizer.steps };
-    writeRunProgress(
-      runPath(this.setup.runDir, "lastState"),
+    writeRunCheckpoint(
+      { weights: this.lastFile, state: runPath(this.setup.runDir, "lastState") },
+      model.stateDict(),
+      this.meta(at),
       at,
       optimizer,
       state.ema?.exportState() ?? null,
     );
-    writeWeights(this.lastFile, model.stateDict(), this.meta(at));
     this.savedAt = describePosition(at, this.setup.stepsPerEpoch);
   }
 

@@ -3,11 +3,13 @@
  * the step's state, the run folder and its metrics log; on resume, everything is read back from
  * the run folder's last checkpoint instead of initialised.
  */
+import * as tf from "@tensorflow/tfjs";
 import type { Config } from "../config/index.js";
 import { stringifyConfig } from "../config/index.js";
 import { DataLoader } from "../data/loader.js";
 import { type MixupOptions, mixupOptions } from "../data/mixup.js";
 import { loadDatasets } from "../data/sources.js";
+import { checkTrainingMemory, memoryLimit } from "../engines/memory.js";
 import { writeFileAtomic } from "../io/atomic.js";
 import { createModel, type VisionTransformer } from "../model/vision_transformer.js";
 import { type RunProgress, readRunState } from "../weights/checkpoint.js";
@@ -57,6 +59,11 @@ export async function setUpTraining(
 ): Promise<{ setup: TrainingSetup; at: RunProgress }> {
   const { img_size: imgSize, in_chans: inChans } = cfg.model;
   const { seed, batch_size: batchSize, accum_steps: accumSteps } = cfg.train;
+  // Before anything is allocated or read: a model that cannot fit fails now, in one line.
+  checkTrainingMemory(cfg, cfg.name, {
+    numClasses: cfg.model.num_classes ?? 0,
+    limit: memoryLimit(tf.getBackend()),
+  });
   const data = await loadDatasets(cfg.data, {
     seed,
     imgSize,

@@ -26,6 +26,7 @@ import * as tf from "@tensorflow/tfjs";
 import { ConfigError, DataError } from "../errors.js";
 import { readSafetensorsHeader } from "../io/safetensors.js";
 import type { VisionTransformer } from "../model/vision_transformer.js";
+import { checkFinite } from "../weights/finite.js";
 import { loadInferenceModel } from "../weights/model_source.js";
 import { runPath } from "../weights/run_dir.js";
 
@@ -121,10 +122,26 @@ function fileModelHandler(modelJson: string): tf.io.IOHandler {
             const b = fs.readFileSync(file);
             return b.buffer.slice(b.byteOffset, b.byteOffset + b.byteLength) as ArrayBuffer;
           });
-        return [tf.io.getWeightSpecs(manifest), tf.io.concatenateArrayBuffers(shards)];
+        const specs = tf.io.getWeightSpecs(manifest);
+        const data = tf.io.concatenateArrayBuffers(shards);
+        checkTfjsWeightsFinite(specs, data, modelJson);
+        return [specs, data];
       });
     },
   };
+}
+
+/** The shards' float tensors through the loaders' finiteness check (src/weights/finite.ts). */
+function checkTfjsWeightsFinite(specs: tf.io.WeightsManifestEntry[], data: ArrayBuffer, file: string): void {
+  const decoded = tf.io.decodeWeights(data, specs);
+  try {
+    for (const [name, t] of Object.entries(decoded)) {
+      if (t.dtype !== "float32") continue;
+      checkFinite([[name, { shape: t.shape, data: t.dataSync() as Float32Array }]], file);
+    }
+  } finally {
+    tf.dispose(Object.values(decoded));
+  }
 }
 
 type TfjsModel = tf.LayersModel | tf.GraphModel;

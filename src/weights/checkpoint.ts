@@ -8,8 +8,10 @@
  */
 import type { Config } from "../config/schema.js";
 import { DataError } from "../errors.js";
-import { readSafetensors, writeSafetensors } from "../io/safetensors.js";
+import { writeFileAtomic, writeFilesAtomic } from "../io/atomic.js";
+import { encodeSafetensors, readSafetensors } from "../io/safetensors.js";
 import type { TensorData } from "../tensor.js";
+import { checkFinite } from "./finite.js";
 
 /** What an optimizer carries from step to step, as the state file stores it. */
 export interface OptimizerState {
@@ -43,7 +45,16 @@ export interface CheckpointMeta {
 }
 
 export function writeWeights(file: string, weights: Map<string, TensorData>, meta: CheckpointMeta): void {
-  writeSafetensors(file, weights, {
+  writeFileAtomic(file, encodeWeights(file, weights, meta));
+}
+
+function encodeWeights(
+  file: string,
+  weights: Map<string, TensorData>,
+  meta: CheckpointMeta,
+): Iterable<Uint8Array> {
+  checkFinite(weights, `not saving ${file}`);
+  return encodeSafetensors(file, weights, {
     format: "pt",
     config: JSON.stringify(meta.config),
     classes: JSON.stringify(meta.classes),
@@ -74,8 +85,16 @@ export function readCheckpointMetadata(
   return { config: parse("config"), classes };
 }
 
-export function writeRunProgress(
-  file: string,
+/**
+ * The resumable checkpoint: weights and the state file (optimizer moments, EMA, progress) saved
+ * as one (writeFilesAtomic): a failed write (ENOSPC, EIO) replaces neither, so the previous pair
+ * stays whole. The state file is renamed first; both carry the step, so a crash between the two
+ * renames is caught on resume.
+ */
+export function writeRunCheckpoint(
+  files: { weights: string; state: string },
+  weights: Map<string, TensorData>,
+  meta: CheckpointMeta,
   progress: RunProgress,
   optimizer: OptimizerState,
   ema: Map<string, TensorData> | null,
@@ -83,7 +102,15 @@ export function writeRunProgress(
   const tensors = new Map<string, TensorData>();
   for (const [name, t] of optimizer.tensors) tensors.set(`optimizer.${name}`, t);
   for (const [name, t] of ema ?? []) tensors.set(name, t);
-  writeSafetensors(file, tensors, { trainer: JSON.stringify(progress), step: String(progress.step) });
+  checkFinite(tensors, `not saving ${files.state}`);
+  const state = encodeSafetensors(files.state, tensors, {
+    trainer: JSON.stringify(progress),
+    step: String(progress.step),
+  });
+  writeFilesAtomic([
+    [files.state, state],
+    [files.weights, encodeWeights(files.weights, weights, meta)],
+  ]);
 }
 
 export interface LoadedRunState {
@@ -98,6 +125,8 @@ export interface LoadedRunState {
 export function readRunState(weightsFile: string, stateFile: string): LoadedRunState {
   const w = readSafetensors(weightsFile);
   const s = readSafetensors(stateFile);
+  checkFinite(w.tensors, weightsFile);
+  checkFinite(s.tensors, stateFile);
   const { config, classes } = readCheckpointMetadata(weightsFile, w.metadata);
   if (s.metadata.trainer === undefined) throw new DataError(`${stateFile}: __metadata__ has no "trainer"`);
   const progress = JSON.parse(s.metadata.trainer) as RunProgress;

@@ -7,17 +7,17 @@
  *   num_classes=..., **model_args)` rebuilds the model the weights load into.
  * - onnx: the eval-mode graph (src/engines/onnxruntime/inference.ts), with the classes and config as metadata.
  */
-import * as fs from "node:fs";
 import * as path from "node:path";
 import { resolveConfig } from "../config/index.js";
 import type { Config } from "../config/schema.js";
 import { exportOnnx } from "../engines/onnxruntime/inference.js";
-import { writeFileAtomic } from "../io/atomic.js";
+import { makeDir, writeFileAtomic } from "../io/atomic.js";
 import { readSafetensors, writeSafetensors } from "../io/safetensors.js";
 import { checkTimmStateDict } from "../model/timm_spec.js";
 import { VisionTransformer } from "../model/vision_transformer.js";
 import type { TensorData } from "../tensor.js";
 import { readCheckpointMetadata } from "./checkpoint.js";
+import { checkFinite } from "./finite.js";
 
 export type ExportFormat = "onnx" | "timm";
 
@@ -33,6 +33,7 @@ export interface Checkpoint {
 /** A checkpoint with the config and class names its `__metadata__` carries. */
 export function readCheckpoint(file: string): Checkpoint {
   const { tensors, metadata } = readSafetensors(file);
+  checkFinite(tensors, file);
   const { config: raw, classes } = readCheckpointMetadata(file, metadata);
   const config = resolveConfig(raw, { source: file });
   const model = new VisionTransformer({
@@ -45,7 +46,7 @@ export function readCheckpoint(file: string): Checkpoint {
 
 /** Writes `ckpt` as `format` to `out`; returns the files written. */
 export function exportCheckpoint(ckpt: Checkpoint, format: ExportFormat, out: string): string[] {
-  fs.mkdirSync(path.dirname(path.resolve(out)), { recursive: true });
+  makeDir(path.dirname(path.resolve(out)));
   if (format === "onnx") {
     const metadata = { classes: JSON.stringify(ckpt.classes), config: JSON.stringify(ckpt.config) };
     writeFileAtomic(out, exportOnnx(ckpt.weights, ckpt.model.cfg, { metadata, source: ckpt.file }));
@@ -67,7 +68,7 @@ function timmPaths(out: string): { weightsFile: string; configFile: string } {
   if (out.endsWith(".safetensors")) {
     return { weightsFile: out, configFile: `${out.slice(0, -".safetensors".length)}.json` };
   }
-  fs.mkdirSync(out, { recursive: true });
+  makeDir(out);
   return { weightsFile: path.join(out, "model.safetensors"), configFile: path.join(out, "config.json") };
 }
 
@@ -114,7 +115,7 @@ const TIMM_NAMES = /^(vit_(tiny|small|base|large)|deit_(tiny|small|base)(_distil
  * A model name timm has registered: the preset when it is one of timm's (and agrees on the
  * distillation token), else the smallest of the family; `model_args` sets the sizes either way.
  */
-function timmArchitecture(config: Config): string {
+export function timmArchitecture(config: Config): string {
   const { preset, distilled } = config.model;
   if (preset && TIMM_NAMES.test(preset) && preset.includes("_distilled") === distilled) return preset;
   return distilled ? "deit_tiny_distilled_patch16_224" : "vit_tiny_patch16_224";

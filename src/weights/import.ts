@@ -5,10 +5,10 @@
  * weights) get exactly the values `createModel` would draw with the config's seed, so no tfjs
  * model is allocated.
  */
-import * as fs from "node:fs";
 import * as path from "node:path";
 import { type Config, loadConfig, resolveConfig } from "../config/index.js";
 import { UsageError } from "../errors.js";
+import { makeDir } from "../io/atomic.js";
 import { initialValues } from "../model/init.js";
 import { VisionTransformer } from "../model/vision_transformer.js";
 import type { TensorData } from "../tensor.js";
@@ -83,7 +83,7 @@ export function importWeights(file: string, o: ImportOptions): ImportResult {
     throw new UsageError(`--labels ${o.labels}: ${classes.length} class names for ${numClasses} classes`);
   }
   const stored: Config = { ...config, model: m };
-  fs.mkdirSync(path.dirname(path.resolve(o.out)), { recursive: true });
+  makeDir(path.dirname(path.resolve(o.out)));
   writeWeights(o.out, out, {
     config: stored,
     classes,

@@ -13,6 +13,7 @@ import { readSafetensors, readSafetensorsHeader } from "../io/safetensors.js";
 import { createModel, type VisionTransformer } from "../model/vision_transformer.js";
 import type { TensorData } from "../tensor.js";
 import { readCheckpointMetadata } from "./checkpoint.js";
+import { checkFinite } from "./finite.js";
 import { loadPretrained, readPretrained } from "./pretrained.js";
 import { runPath } from "./run_dir.js";
 
@@ -101,6 +102,7 @@ function loadCheckpoint(file: string, o: ModelSourceOptions): Loaded {
     throw new UsageError(`${file} carries its own config: drop --model / --config`);
   }
   const { tensors, metadata } = readSafetensors(file);
+  checkFinite(tensors, file);
   const meta = readCheckpointMetadata(file, metadata);
   const config = resolveConfig(meta.config, { source: file });
   const classes = o.labels ? readLabels(o.labels) : meta.classes;

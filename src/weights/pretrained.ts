@@ -29,6 +29,7 @@ import { resamplePosEmbed } from "../model/layers/pos_embed.js";
 import { compareStateDict, listKeys } from "../model/module.js";
 import type { VisionTransformer } from "../model/vision_transformer.js";
 import type { StateDict, TensorData } from "../tensor.js";
+import { checkFinite } from "./finite.js";
 import { jaxVitToTimm } from "./jax_vit.js";
 import { toTimmNames } from "./keymaps.js";
 import { readSideConfig, type SideConfig } from "./side_config.js";
@@ -72,9 +73,13 @@ const PREFIX_TOKENS = ["cls_token", "dist_token"];
 export function readPretrained(file: string): PretrainedWeights {
   const side = readSideConfig(file);
   if (isNpz(file)) {
-    return { file, format: "npz", stateDict: jaxVitToTimm(readNpz(file), file), notes: [], side };
+    const arrays = readNpz(file);
+    checkFinite(arrays, file);
+    return { file, format: "npz", stateDict: jaxVitToTimm(arrays, file), notes: [], side };
   }
-  const { stateDict, naming, notes } = toTimmNames(readSafetensors(file).tensors, file);
+  const { tensors } = readSafetensors(file);
+  checkFinite(tensors, file);
+  const { stateDict, naming, notes } = toTimmNames(tensors, file);
   return { file, format: naming.naming, stateDict, notes, side };
 }
 

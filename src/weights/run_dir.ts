@@ -11,7 +11,7 @@
  */
 import * as fs from "node:fs";
 import * as path from "node:path";
-import { writeFileAtomic } from "../io/atomic.js";
+import { makeDir, writeFileAtomic } from "../io/atomic.js";
 
 export const RUN_FILES = {
   config: "config.yaml",
@@ -35,7 +35,7 @@ export function runPath(dir: string, file: RunFile): string {
  * makes the pick race-free between two runs starting together.
  */
 export function createRunDir(outputDir: string, name: string): string {
-  fs.mkdirSync(outputDir, { recursive: true });
+  makeDir(outputDir);
   for (let i = 0; ; i++) {
     const dir = path.join(outputDir, i === 0 ? name : `${name}-${i}`);
     try {
