@@ -51,7 +51,7 @@ export function vitForward(g: Graph, vit: VisionTransformer, opts: ForwardOption
   const D = cfg.embed_dim;
 
   let x = f.patchEmbed(); // [B, N, D]
-  const prefix = (["cls_token", "dist_token"] as const).filter((k) => vit.paramShapes().has(k));
+  const prefix = (["cls_token", "dist_token"] as const).filter((k) => f.has(k));
   if (prefix.length > 0) {
     // [1, 1, D] -> [B, 1, D] through a [B, 1, 1] shape taken from the input (the batch may be symbolic)
     const batch = g.op("Shape", [opts.image], "batch_size", { end: { int: 1 } });
@@ -91,6 +91,8 @@ export function vitForward(g: Graph, vit: VisionTransformer, opts: ForwardOption
 class Forward {
   readonly masks: MaskSpec[] = [];
   private readonly g: Graph;
+  /** The model's parameter names (a qkv or head bias may be absent). */
+  private readonly params: Map<string, number[]>;
 
   constructor(
     g: Graph,
@@ -98,10 +100,11 @@ class Forward {
     private readonly opts: ForwardOptions,
   ) {
     this.g = g;
+    this.params = vit.paramShapes();
   }
 
-  private has(key: string): boolean {
-    return this.vit.paramShapes().has(key);
+  has(key: string): boolean {
+    return this.params.has(key);
   }
 
   /** The image batch -> [B, N, D], patches row-major over the grid as timm's flatten(2). */
