@@ -3,6 +3,7 @@
  * checkpoint, or a plain timm / Hugging Face weights file with --model or --config (and --labels).
  */
 import type { Command } from "commander";
+import type { BackendChoice } from "../src/backend.js";
 import type { BackendName } from "../src/config/schema.js";
 import type { InferenceModel, ModelSourceOptions } from "../src/eval/model_source.js";
 import { backendOption, startBackend, threadsOption } from "./options.js";
@@ -29,9 +30,11 @@ export function addModelSourceOptions(cmd: Command): Command {
 }
 
 /** Starts the backend (auto unless --backend), then loads the model the flags name. */
-export async function loadModelFromFlags(flags: ModelSourceFlags): Promise<InferenceModel> {
+export async function loadModelFromFlags(
+  flags: ModelSourceFlags,
+): Promise<InferenceModel & { backend: BackendChoice }> {
   const { loadInferenceModel, resolveWeightsFile } = await import("../src/eval/model_source.js");
   resolveWeightsFile(flags); // usage errors before the backend spends time starting
-  await startBackend(flags.backend ?? "auto", flags.threads);
-  return loadInferenceModel({ ...flags, preset: flags.model });
+  const backend = await startBackend(flags.backend ?? "auto", flags.threads);
+  return { ...loadInferenceModel({ ...flags, preset: flags.model }), backend };
 }

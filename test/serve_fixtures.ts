@@ -1,0 +1,79 @@
+/**
+ * What the serve tests (and the docs screenshot script) share: a run folder holding a tiny
+ * random-weight checkpoint made on the spot, and a server on it listening on a free loopback port.
+ */
+import * as fs from "node:fs";
+import type { AddressInfo } from "node:net";
+import * as path from "node:path";
+import { type Config, resolveConfig } from "../src/config/index.js";
+import { loadInferenceModel } from "../src/eval/model_source.js";
+import { createModel } from "../src/model/vision_transformer.js";
+import { type ServeOptions, ServeOptionsSchema } from "../src/serve/options.js";
+import { createServer, type Server } from "../src/serve/server.js";
+import { writeWeights } from "../src/train/checkpoint.js";
+
+export const S = 16;
+
+export function tinyConfig(): Config {
+  return resolveConfig(
+    {
+      name: "tiny",
+      model: {
+        img_size: S,
+        patch_size: 4,
+        embed_dim: 32,
+        depth: 2,
+        num_heads: 2,
+        mlp_ratio: 2,
+        drop_path_rate: 0,
+      },
+      data: { mean: [0.5, 0.5, 0.5], std: [0.5, 0.5, 0.5], crop_pct: 0.875 },
+    },
+    { source: "test" },
+  );
+}
+
+/** `dir/runs/tiny` with a best checkpoint of a random model over `classes`; returns the run folder. */
+export function writeTinyRun(dir: string, classes: string[], seed = 1): string {
+  const config = tinyConfig();
+  const model = createModel({ ...config.model, num_classes: classes.length }, { seed });
+  const run = path.join(dir, "runs", "tiny");
+  fs.mkdirSync(path.join(run, "checkpoints"), { recursive: true });
+  writeWeights(path.join(run, "checkpoints", "best.safetensors"), model.stateDict(), {
+    config,
+    classes,
+    epoch: 0,
+    step: 0,
+  });
+  model.dispose();
+  return run;
+}
+
+export interface Running extends Server {
+  url: string;
+  /** The request log lines written so far, parsed. */
+  logs: Record<string, unknown>[];
+}
+
+/** A server on `run`'s model (the tfjs backend already set), listening on 127.0.0.1 at a free port. */
+export async function startServer(run: string, options: Partial<ServeOptions> = {}): Promise<Running> {
+  const model = loadInferenceModel({ run });
+  const logs: Record<string, unknown>[] = [];
+  const server = await createServer({
+    model,
+    engine: "cpu",
+    options: ServeOptionsSchema.parse({ port: 0, ...options }),
+    log: (line) => logs.push(JSON.parse(line)),
+  });
+  await server.app.listen({ host: "127.0.0.1", port: 0 });
+  const { port } = server.app.server.address() as AddressInfo;
+  return {
+    ...server,
+    url: `http://127.0.0.1:${port}`,
+    logs,
+    async close() {
+      await server.close();
+      model.model.dispose();
+    },
+  };
+}
