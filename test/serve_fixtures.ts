@@ -2,15 +2,13 @@
  * What the serve tests (and the docs screenshot script) share: a run folder holding a tiny
  * random-weight checkpoint made on the spot, and a server on it listening on a free loopback port.
  */
-import * as fs from "node:fs";
 import type { AddressInfo } from "node:net";
 import * as path from "node:path";
+import { writeRandomRun } from "../scripts/random_run.js";
 import { type Config, resolveConfig } from "../src/config/index.js";
 import { loadInferenceModel } from "../src/eval/model_source.js";
-import { createModel } from "../src/model/vision_transformer.js";
 import { type ServeOptions, ServeOptionsSchema } from "../src/serve/options.js";
 import { createServer, type Server } from "../src/serve/server.js";
-import { writeWeights } from "../src/train/checkpoint.js";
 
 export const S = 16;
 
@@ -35,18 +33,7 @@ export function tinyConfig(): Config {
 
 /** `dir/runs/tiny` with a best checkpoint of a random model over `classes`; returns the run folder. */
 export function writeTinyRun(dir: string, classes: string[], seed = 1): string {
-  const config = tinyConfig();
-  const model = createModel({ ...config.model, num_classes: classes.length }, { seed });
-  const run = path.join(dir, "runs", "tiny");
-  fs.mkdirSync(path.join(run, "checkpoints"), { recursive: true });
-  writeWeights(path.join(run, "checkpoints", "best.safetensors"), model.stateDict(), {
-    config,
-    classes,
-    epoch: 0,
-    step: 0,
-  });
-  model.dispose();
-  return run;
+  return writeRandomRun(path.join(dir, "runs", "tiny"), tinyConfig(), classes, { seed });
 }
 
 export interface Running extends Server {

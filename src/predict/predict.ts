@@ -23,12 +23,16 @@ const SKIPPED = "skipping bad image ";
  * The logits of `size` normalized images (`[size, img_size, img_size, in_chans]`), `[size, K]`
  * row-major: the forward pass of `vit predict` and `vit serve`.
  */
-export function batchLogits(model: VisionTransformer, images: Float32Array, size: number): Float32Array {
+export async function batchLogits(
+  model: VisionTransformer,
+  images: Float32Array,
+  size: number,
+): Promise<Float32Array> {
   const { img_size: s, in_chans: c } = model.cfg;
   const x = tf.tensor4d(images, [size, s, s, c]);
   const logits = model.forward(x, { training: false }) as tf.Tensor2D;
   x.dispose();
-  const values = logits.dataSync() as Float32Array;
+  const values = (await logits.data()) as Float32Array;
   logits.dispose();
   return values;
 }
@@ -63,7 +67,7 @@ export async function* predictFiles(
   );
   try {
     for await (const batch of loader.epoch(0)) {
-      const values = batchLogits(model, batch.images, batch.size);
+      const values = await batchLogits(model, batch.images, batch.size);
       const k = values.length / batch.size;
       const row = new Map(Array.from(batch.indices, (index, i) => [index, i]));
       // Eval batches cover consecutive files; a file missing from the batch was a bad image.

@@ -95,7 +95,7 @@ export async function createServer(ctx: ServerContext): Promise<Server> {
     const stride = size * size * inChans;
     const batch = new Float32Array(inputs.length * stride);
     for (const [i, x] of inputs.entries()) batch.set(x, i * stride);
-    const values = batchLogits(im.model, batch, inputs.length);
+    const values = await batchLogits(im.model, batch, inputs.length);
     const k = values.length / inputs.length;
     return inputs.map((_, i) => values.slice(i * k, (i + 1) * k));
   });
