@@ -9,7 +9,7 @@
 import { createHash } from "node:crypto";
 import { parseArgs } from "node:util";
 import * as tf from "@tensorflow/tfjs";
-import { initWasm } from "../src/backend_wasm.js";
+import { initWasm } from "../src/engines/tfjs/wasm_threads.js";
 
 const { values: args } = parseArgs({
   options: {
@@ -101,7 +101,7 @@ const rand = (shape: number[]) => tf.randomNormal(shape, 0, 1, "float32", seed++
 // reps + 1 distinct copies (one per run), made outside the timed region.
 const fresh = (t: tf.Tensor) => Array.from({ length: maxReps + 1 }, (_, i) => tf.add(t, i * 1e-3));
 
-// Batched product as one 2-D XNNPACK product per batch item. The view slices of src/backend_wasm.ts make
+// Batched product as one 2-D XNNPACK product per batch item. The view slices of src/engines/tfjs/wasm_kernels.ts make
 // the unstacking cheap; the stock Slice copies the whole input out of the heap for every item.
 const perItem = (a: tf.Tensor, b: tf.Tensor) => {
   const bs = tf.unstack(b);

@@ -21,18 +21,18 @@ import os from "node:os";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import * as tf from "@tensorflow/tfjs";
-import { describeBackend, initBackend } from "../src/backend.js";
+import { findPreset } from "../src/config/presets.js";
 import {
   type BackendName,
   backendNames,
   ModelConfigSchema,
   TrainConfigSchema,
 } from "../src/config/schema.js";
-import { alignTable } from "../src/eval/report.js";
-import { findPreset } from "../src/model/presets.js";
-import { Rng } from "../src/model/random.js";
+import { describeBackend, initBackend } from "../src/engines/tfjs/select.js";
 import { modelStats } from "../src/model/stats.js";
 import { createModel, type VitConfig } from "../src/model/vision_transformer.js";
+import { alignTable } from "../src/plot/table.js";
+import { Rng } from "../src/random.js";
 import { classificationCriterion } from "../src/train/losses.js";
 import { createTrainState } from "../src/train/state.js";
 import { disposeStepResult, trainStep } from "../src/train/step.js";

@@ -3,9 +3,9 @@
  * checkpoint, or a plain timm / Hugging Face weights file with --model or --config (and --labels).
  */
 import type { Command } from "commander";
-import type { BackendChoice } from "../src/backend.js";
+import type { BackendChoice } from "../src/engines/tfjs/select.js";
 import type { BackendName } from "../src/config/schema.js";
-import type { InferenceModel, ModelSourceOptions } from "../src/eval/model_source.js";
+import type { InferenceModel, ModelSourceOptions } from "../src/weights/model_source.js";
 import { backendOption, startBackend, threadsOption } from "./options.js";
 
 export interface ModelSourceFlags extends ModelSourceOptions {
@@ -33,7 +33,7 @@ export function addModelSourceOptions(cmd: Command): Command {
 export async function loadModelFromFlags(
   flags: ModelSourceFlags,
 ): Promise<InferenceModel & { backend: BackendChoice }> {
-  const { loadInferenceModel, resolveWeightsFile } = await import("../src/eval/model_source.js");
+  const { loadInferenceModel, resolveWeightsFile } = await import("../src/weights/model_source.js");
   resolveWeightsFile(flags); // usage errors before the backend spends time starting
   const backend = await startBackend(flags.backend ?? "auto", flags.threads);
   return { ...loadInferenceModel({ ...flags, preset: flags.model }), backend };

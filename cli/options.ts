@@ -1,7 +1,7 @@
 /** Options several sub-commands share, so they read and document the same everywhere. */
 import { InvalidArgumentError, Option } from "commander";
-import type { BackendChoice } from "../src/backend.js";
 import { type BackendName, backendNames } from "../src/config/schema.js";
+import type { BackendChoice } from "../src/engines/tfjs/select.js";
 
 /** `--set key.path=value`, repeatable; values are YAML scalars or flow lists, validated like the file. */
 export function setOption(): Option {
@@ -35,7 +35,7 @@ export async function startBackend(
   name: BackendName,
   threads: number | null | undefined,
 ): Promise<BackendChoice> {
-  const { initBackend } = await import("../src/backend.js");
+  const { initBackend } = await import("../src/engines/tfjs/select.js");
   const choice = await initBackend(name, { threads });
   if (choice.note) process.stderr.write(`note: ${choice.note}\n`);
   return choice;

@@ -1,6 +1,6 @@
 /**
  * The program shell every sub-command hangs off, and the single place errors become exit codes
- * (DESIGN.md "CLI contract"): 0 ok, 1 runtime, 2 usage or config, 130 interrupted.
+ * (docs/design.md "CLI contract"): 0 ok, 1 runtime, 2 usage or config, 130 interrupted.
  */
 import { Command, CommanderError } from "commander";
 import { VitError } from "../src/errors.js";

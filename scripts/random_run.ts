@@ -5,9 +5,9 @@
 import * as fs from "node:fs";
 import * as path from "node:path";
 import type { Config } from "../src/config/index.js";
-import type { TensorData } from "../src/io/safetensors.js";
+import type { StateDict } from "../src/tensor.js";
 import { createModel } from "../src/model/vision_transformer.js";
-import { writeWeights } from "../src/train/checkpoint.js";
+import { writeWeights } from "../src/weights/checkpoint.js";
 
 /**
  * Writes `dir/checkpoints/best.safetensors` and returns `dir`. `headBias` (one value per class)
@@ -20,7 +20,7 @@ export function writeRandomRun(
   opts: { seed?: number; headBias?: number[] } = {},
 ): string {
   const model = createModel({ ...config.model, num_classes: classes.length }, { seed: opts.seed ?? 0 });
-  const weights: Map<string, TensorData> = model.stateDict();
+  const weights: StateDict = model.stateDict();
   model.dispose();
   if (opts.headBias)
     weights.set("head.bias", { shape: [classes.length], data: Float32Array.from(opts.headBias) });

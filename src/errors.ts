@@ -1,6 +1,6 @@
 /**
  * Errors a user can act on. Each carries the process exit code the CLI maps it to
- * (DESIGN.md "CLI contract": 2 usage/config, 1 runtime, 130 interrupted); the message is
+ * (docs/design.md "CLI contract": 2 usage/config, 1 runtime, 130 interrupted); the message is
  * one line that names the file, key, tensor or image at fault.
  */
 export class VitError extends Error {

@@ -10,7 +10,7 @@ import {
   initBackend,
   NATIVE_PACKAGES,
   WASM_PACKAGE,
-} from "../src/backend.js";
+} from "../src/engines/tfjs/select.js";
 import { UsageError } from "../src/errors.js";
 
 /** Node's error for a package that is not installed. */

@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
 import { test } from "node:test";
 import * as tf from "@tensorflow/tfjs";
-import { initWasm } from "../src/backend_wasm.js";
+import { initWasm } from "../src/engines/tfjs/wasm_threads.js";
 
 // Runs the same ops on the cpu backend and on wasm (with the view slices) and compares bit for bit.
 async function onBoth<T>(fn: () => T): Promise<[T, T]> {

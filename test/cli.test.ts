@@ -1,5 +1,4 @@
 import assert from "node:assert/strict";
-import { execFile } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
@@ -8,29 +7,15 @@ import { fileURLToPath } from "node:url";
 import YAML from "yaml";
 import { handleError } from "../cli/run.js";
 import { ConfigError, DataError, InterruptedError, UsageError } from "../src/errors.js";
+import { type CliRun, runVit } from "./support.js";
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
-const CLI = path.join(ROOT, "cli", "index.ts");
+const _CLI = path.join(ROOT, "cli", "index.ts");
 // Resolved here so the child can run from a temp dir that has no node_modules.
-const TSX = import.meta.resolve("tsx");
-
-interface Run {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
-/** Runs the real `vit` (from source, no build needed) in `cwd`. */
-function vit(args: string[], cwd = dir): Promise<Run> {
-  return new Promise((resolve) => {
-    execFile(process.execPath, ["--import", TSX, CLI, ...args], { cwd }, (err, stdout, stderr) => {
-      resolve({ code: err ? ((err as { code?: number }).code ?? null) : 0, stdout, stderr });
-    });
-  });
-}
+const vit = (args: string[], cwd = dir) => runVit(args, { cwd });
 
 let dir: string;
-let info: Promise<Run>;
+let info: Promise<CliRun>;
 before(() => {
   dir = mkdtempSync(path.join(os.tmpdir(), "vit-cli-"));
   writeFileSync(path.join(dir, "ok.yaml"), "model: vit_micro_patch4_32\ntrain:\n  epochs: 3\n");

@@ -164,6 +164,13 @@ describe("config errors", () => {
     ]);
   });
 
+  test("cross-field: a distilled model pools tokens and has no pre-logits (what the model would reject)", () => {
+    assert.deepEqual(errorsOf("model:\n  distilled: true\n  global_pool: avg\n  representation_size: 8\n"), [
+      "x.yaml: model.global_pool: a distilled model pools its cls and dist tokens; use global_pool: token",
+      "x.yaml: model.representation_size: a distilled model has no pre-logits layer; set it to null",
+    ]);
+  });
+
   test("cross-field: distillation needs a distilled model", () => {
     assert.deepEqual(errorsOf("distill:\n  teacher: runs/teacher\n"), [
       "x.yaml: distill.type: distill.type hard needs model.distilled: true (the student's distillation head)",
@@ -392,11 +399,10 @@ describe("resolved config", () => {
   });
 });
 
-test("the README's config reference is every key with its true default", () => {
-  const readme = readFileSync(fileURLToPath(new URL("../README.md", import.meta.url)), "utf8");
-  const section = readme.split("<!-- section: config -->")[1].split("<!-- section:")[0];
-  const block = section.split("### Reference")[1].match(/```yaml\n([\s\S]*?)```/);
-  assert.ok(block, "README config section has a ```yaml reference block");
+test("docs/config.md's reference is every key with its true default", () => {
+  const doc = readFileSync(fileURLToPath(new URL("../docs/config.md", import.meta.url)), "utf8");
+  const block = doc.split("## Reference")[1].match(/```yaml\n([\s\S]*?)```/);
+  assert.ok(block, "docs/config.md has a ```yaml reference block under ## Reference");
   assert.deepEqual(YAML.parse(block[1]), ConfigSchema.parse({}));
 });
 

@@ -337,8 +337,12 @@ describe("RandAugment", () => {
     const spec = parseRandAugment("rand-m9-n4-mstd0.5");
     const a = await randAugment(Buffer.from(px), spec, ctx, new Rng(11));
     const b = await randAugment(Buffer.from(px), spec, ctx, new Rng(11));
+    const c = await randAugment(Buffer.from(px), spec, ctx, new Rng(12));
     assert.equal(a.length, px.length);
     assert.deepEqual(a, b);
+    // Four ops at magnitude ~9 change the image, and another draw changes it differently.
+    assert.notDeepEqual(Buffer.from(a), Buffer.from(px));
+    assert.notDeepEqual(Buffer.from(a), Buffer.from(c));
   });
 });
 

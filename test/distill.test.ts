@@ -5,7 +5,6 @@
  * disk, their checks, and the documented two-step example through the CLI.
  */
 import assert from "node:assert/strict";
-import { execFile } from "node:child_process";
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
@@ -17,7 +16,6 @@ import { SYNTHETIC_CLASSES } from "../src/data/synthetic.js";
 import { ConfigError } from "../src/errors.js";
 import { readSafetensors } from "../src/io/safetensors.js";
 import { createModel, type VisionTransformer } from "../src/model/vision_transformer.js";
-import { writeWeights } from "../src/train/checkpoint.js";
 import {
   distillationCriterion,
   hardDistillationLoss,
@@ -28,9 +26,11 @@ import { train } from "../src/train/loop.js";
 import { classificationCriterion } from "../src/train/losses.js";
 import { createOptimizer } from "../src/train/optimizer.js";
 import { Progress } from "../src/train/progress.js";
-import { runPath } from "../src/train/run_dir.js";
 import { computeGradients, disposeStepResult, type TrainState, trainStep } from "../src/train/step.js";
 import { loadTeacher, type StudentSpec } from "../src/train/teacher.js";
+import { writeWeights } from "../src/weights/checkpoint.js";
+import { runPath } from "../src/weights/run_dir.js";
+import { runVit } from "./support.js";
 
 await tf.setBackend("cpu");
 
@@ -683,19 +683,7 @@ test("trainingCriterion: no distill section or type none loads no teacher", asyn
 
 // ---- the documented two-step example through the CLI --------------------------------------------
 
-const TSX = import.meta.resolve("tsx");
-
-function vit(args: string[], cwd: string): Promise<{ code: number; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    execFile(
-      process.execPath,
-      ["--import", TSX, path.join(ROOT, "cli", "index.ts"), ...args],
-      { cwd, env: { ...process.env, VIT_CACHE_DIR: cacheDir } },
-      (err, stdout, stderr) =>
-        resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, stdout, stderr }),
-    );
-  });
-}
+const vit = (args: string[], cwd: string) => runVit(args, { cwd, env: { VIT_CACHE_DIR: cacheDir } });
 
 test("two-step example: train the quickstart teacher, then configs/deit_distill_quickstart.yaml (tiny, cpu)", async () => {
   const cwd = fs.mkdtempSync(path.join(os.tmpdir(), "vit-distill-cli-"));

@@ -5,7 +5,6 @@
  * transform is the identity and only normalisation remains).
  */
 import assert from "node:assert/strict";
-import { execFile } from "node:child_process";
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
@@ -17,36 +16,18 @@ import { figureLayout } from "../src/attention/figure.js";
 import { type Config, resolveConfig } from "../src/config/index.js";
 import { parseCsv } from "../src/data/csv_manifest.js";
 import { confusionLayout } from "../src/eval/confusion_plot.js";
-import { addBatch, emptyTally, summarize } from "../src/eval/metrics.js";
 import { writeSafetensors } from "../src/io/safetensors.js";
+import { addBatch, emptyTally, summarize } from "../src/metrics/classification.js";
 import { createModel, type VisionTransformer } from "../src/model/vision_transformer.js";
-import { writeWeights } from "../src/train/checkpoint.js";
+import { writeWeights } from "../src/weights/checkpoint.js";
 import { pattern, writePng } from "./data_fixtures.js";
+import { runVit } from "./support.js";
 
-const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
-const CLI = path.join(ROOT, "cli", "index.ts");
-const TSX = import.meta.resolve("tsx");
+const _ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
 const CLASSES = ["blue", "green", "red"];
 const S = 16;
 
-interface Run {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
-function vit(args: string[]): Promise<Run> {
-  return new Promise((resolve) => {
-    execFile(
-      process.execPath,
-      ["--import", TSX, CLI, ...args, "--backend", "cpu"],
-      { cwd: dir },
-      (err, stdout, stderr) => {
-        resolve({ code: err ? ((err as { code?: number }).code ?? null) : 0, stdout, stderr });
-      },
-    );
-  });
-}
+const vit = (args: string[]) => runVit([...args, "--backend", "cpu"], { cwd: dir });
 
 let dir: string;
 const rel = (...p: string[]) => path.join(...p);
@@ -220,7 +201,7 @@ const close = (a: number, b: number, tol: number, what: string) =>
   assert.ok(Math.abs(a - b) <= tol, `${what}: ${a} != ${b}`);
 
 describe("vit eval / predict / attention (child processes)", { concurrency: 2 }, () => {
-  test("eval --run --json: the DESIGN.md shape with numbers equal to a run in this process", async () => {
+  test("eval --run --json: the documented JSON shape with numbers equal to a run in this process", async () => {
     const r = await vit(["eval", "--run", rel("runs", "tiny"), "--json"]);
     assert.equal(r.code, 0, r.stderr);
     const j = JSON.parse(r.stdout);

@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
+import { confusionTable, evalJson, formatEvalText, perClassTable } from "../src/eval/report.js";
 import {
   addBatch,
   addPredictions,
@@ -11,8 +12,7 @@ import {
   softmax,
   summarize,
   topk,
-} from "../src/eval/metrics.js";
-import { confusionTable, evalJson, formatEvalText, perClassTable } from "../src/eval/report.js";
+} from "../src/metrics/classification.js";
 
 const close = (a: number, b: number, tol = 1e-9) => assert.ok(Math.abs(a - b) <= tol, `${a} != ${b}`);
 
@@ -158,7 +158,7 @@ describe("report", () => {
   addBatch(t, [2, 1, 0, 0, 2, 1, 0, 1, 2, 0, 1, 2], [0, 1, 1, 0]);
   const s = summarize(t);
 
-  test("JSON keeps the DESIGN.md keys, per_class by name, and the extras", () => {
+  test("JSON keeps the documented keys, per_class by name, and the extras", () => {
     const j = evalJson({ classes, summary: s, source: { checkpoint: "x.safetensors" } });
     assert.deepEqual(Object.keys(j).slice(0, 5), ["top1", "top5", "loss", "images", "per_class"]);
     assert.equal(j.top1, 0.5);

@@ -96,7 +96,7 @@ describe("predict output", () => {
     return w.begin() + results.map((x) => w.write(x)).join("") + w.end();
   };
 
-  test("--json is the DESIGN.md shape, streamed as a valid array", () => {
+  test("--json is the documented JSON shape, streamed as a valid array", () => {
     const out = JSON.parse(render("json", [ok, bad]));
     assert.deepEqual(out[0], {
       image: "a.jpg",

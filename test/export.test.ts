@@ -4,28 +4,18 @@
  * onnxruntime runs to timm's logits).
  */
 import assert from "node:assert/strict";
-import { execFile } from "node:child_process";
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import { after, before, describe, test } from "node:test";
 import * as ort from "onnxruntime-node";
 import { resolveConfig } from "../src/config/index.js";
-import { readSafetensors, type TensorData } from "../src/io/safetensors.js";
-import { writeWeights } from "../src/train/checkpoint.js";
+import { readSafetensors } from "../src/io/safetensors.js";
+import type { TensorData } from "../src/tensor.js";
+import { writeWeights } from "../src/weights/checkpoint.js";
+import { FIXTURES, runVit } from "./support.js";
 
-const ROOT = path.resolve(import.meta.dirname, "..");
-const FIXTURES = path.resolve(ROOT, "../shared/fixtures/timm-parity");
-const CLI = path.join(ROOT, "cli", "index.ts");
-const TSX = import.meta.resolve("tsx");
-
-function vit(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    execFile(process.execPath, ["--import", TSX, CLI, ...args], { cwd: dir }, (err, stdout, stderr) => {
-      resolve({ code: err ? ((err as { code?: number }).code ?? null) : 0, stdout, stderr });
-    });
-  });
-}
+const vit = (args: string[]) => runVit(args, { cwd: dir });
 
 const caseName: string = JSON.parse(fs.readFileSync(path.join(FIXTURES, "manifest.json"), "utf8")).cases[0]
   .name;

@@ -1,11 +1,9 @@
 /**
  * Shared by the tests of Hugging Face names (keymaps, pretrained): the renaming transformers'
  * convert_{vit,deit}_timm_to_pytorch.py applies, written out by hand, independently of
- * src/io/keymaps.ts, so the converter is checked against it rather than against itself.
+ * src/weights/keymaps.ts, so the converter is checked against it rather than against itself.
  */
-import type { TensorData } from "../src/io/safetensors.js";
-
-type StateDict = Map<string, TensorData>;
+import type { StateDict } from "../src/tensor.js";
 
 export type HfKind =
   | "ViTForImageClassification"

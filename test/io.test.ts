@@ -13,11 +13,11 @@ import {
   MAX_HEADER_BYTES,
   readSafetensors,
   readSafetensorsHeader,
-  type TensorData,
   writeSafetensors,
 } from "../src/io/safetensors.js";
+import type { TensorData } from "../src/tensor.js";
+import { FIXTURES } from "./support.js";
 
-const FIXTURES = path.resolve(import.meta.dirname, "../../shared/fixtures/timm-parity");
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), "vit-io-"));
 after(() => fs.rmSync(tmp, { recursive: true, force: true }));
 

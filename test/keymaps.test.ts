@@ -1,7 +1,7 @@
 /**
  * timm <-> Hugging Face state-dict names. The HF dicts here are built from the parity fixtures by
  * the renaming transformers' convert_{vit,deit}_timm_to_pytorch.py applies, written out by hand
- * (independently of src/io/keymaps.ts), then converted back and compared bit for bit.
+ * (independently of src/weights/keymaps.ts), then converted back and compared bit for bit.
  */
 import assert from "node:assert/strict";
 import * as fs from "node:fs";
@@ -9,19 +9,19 @@ import * as os from "node:os";
 import * as path from "node:path";
 import { after, describe, test } from "node:test";
 import { DataError } from "../src/errors.js";
+import { readSafetensors, writeSafetensors } from "../src/io/safetensors.js";
+import type { StateDict, TensorData } from "../src/tensor.js";
 import {
   detectNaming,
   parseHfConfig,
   readHfConfig,
-  type StateDict,
   timmToHf,
   toHfConfig,
   toTimmNames,
-} from "../src/io/keymaps.js";
-import { readSafetensors, type TensorData, writeSafetensors } from "../src/io/safetensors.js";
+} from "../src/weights/keymaps.js";
 import { type HfKind, toHfByHand } from "./helpers.js";
+import { FIXTURES } from "./support.js";
 
-const FIXTURES = path.resolve(import.meta.dirname, "../../shared/fixtures/timm-parity");
 const manifest = JSON.parse(fs.readFileSync(path.join(FIXTURES, "manifest.json"), "utf8")) as {
   cases: { name: string; json: string }[];
 };

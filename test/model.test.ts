@@ -11,6 +11,7 @@ import { after, before, describe, test } from "node:test";
 import * as tf from "@tensorflow/tfjs";
 import "@tensorflow/tfjs-backend-wasm";
 import { listModels } from "../cli/commands/models.js";
+import { findPreset, PRESETS } from "../src/config/presets.js";
 import { type ModelConfig, ModelConfigSchema } from "../src/config/schema.js";
 import { ConfigError, DataError } from "../src/errors.js";
 import { readSafetensors, writeSafetensors } from "../src/io/safetensors.js";
@@ -24,11 +25,10 @@ import {
 import type { Block } from "../src/model/layers/block.js";
 import { DropPath } from "../src/model/layers/drop_path.js";
 import { Dropout } from "../src/model/layers/dropout.js";
-import { ForwardContext, Identity, type StateDict } from "../src/model/module.js";
-import { findPreset, PRESETS } from "../src/model/presets.js";
-import { Rng } from "../src/model/random.js";
-
-const FIXTURES = path.resolve(import.meta.dirname, "../../shared/fixtures/timm-parity");
+import { ForwardContext, Identity } from "../src/model/module.js";
+import { Rng } from "../src/random.js";
+import type { StateDict } from "../src/tensor.js";
+import { FIXTURES } from "./support.js";
 
 function config(overrides: Partial<ModelConfig> & { num_classes: number }): VitConfig {
   const base = {

@@ -10,13 +10,13 @@ import { describe, test } from "node:test";
 import * as tf from "@tensorflow/tfjs";
 import * as ort from "onnxruntime-node";
 import { ModelConfigSchema } from "../src/config/schema.js";
+import { exportOnnx } from "../src/engines/onnxruntime/inference.js";
 import { DataError } from "../src/errors.js";
-import { exportOnnx } from "../src/io/onnx.js";
 import { ProtoWriter } from "../src/io/protobuf.js";
-import { readSafetensors, type TensorData } from "../src/io/safetensors.js";
+import { readSafetensors } from "../src/io/safetensors.js";
 import { createModel, type VitConfig } from "../src/model/index.js";
-
-const FIXTURES = path.resolve(import.meta.dirname, "../../shared/fixtures/timm-parity");
+import type { TensorData } from "../src/tensor.js";
+import { assertClose, FIXTURES } from "./support.js";
 
 interface Case {
   name: string;
@@ -89,19 +89,14 @@ async function run(
  * The fixture README's bound for float32 CPU backends. Loose enough for summation-order noise
  * (float32 vs float64 differs by ~1e-6 here), tight enough to catch tanh-GELU (>= 1.1e-4).
  */
-function assertClose(
+/** Asserts the output's shape, then every logit within the fixtures' tolerance; returns the worst error. */
+function assertLogits(
   got: { dims: readonly number[]; data: Float32Array },
   expected: number[][],
   what: string,
 ): number {
   assert.deepEqual(got.dims, [expected.length, expected[0].length], `${what}: output shape`);
-  let maxDiff = 0;
-  expected.flat().forEach((e, i) => {
-    const diff = Math.abs(got.data[i] - e);
-    maxDiff = Math.max(maxDiff, diff);
-    assert.ok(diff <= 1e-5 + 1e-5 * Math.abs(e), `${what}[${i}]: got ${got.data[i]}, expected ${e}`);
-  });
-  return maxDiff;
+  return assertClose(got.data, expected.flat(), 1e-5, what);
 }
 
 function withoutHeads(stateDict: Map<string, TensorData>): Map<string, TensorData> {
@@ -130,21 +125,21 @@ describe("ONNX export matches timm through onnxruntime", () => {
       assert.deepEqual(output.shape, ["batch", c.cfg.num_classes]);
 
       const rows = [...Array(batch).keys()];
-      const diff = assertClose(await run(model, batchOf(c.input, rows)), c.logits, `batch ${batch} logits`);
+      const diff = assertLogits(await run(model, batchOf(c.input, rows)), c.logits, `batch ${batch} logits`);
       t.diagnostic(`max |onnxruntime - timm| logits at batch ${batch}: ${diff.toExponential(2)}`);
 
       // Other batch sizes through the same file: the batch dimension is symbolic.
       const shuffled = [...rows.slice(1), ...rows, rows[0]];
-      assertClose(
+      assertLogits(
         await run(model, batchOf(c.input, shuffled)),
         shuffled.map((r) => c.logits[r]),
         `batch ${shuffled.length} logits`,
       );
-      assertClose(await run(model, batchOf(c.input, [batch - 1])), [c.logits[batch - 1]], "batch 1 logits");
+      assertLogits(await run(model, batchOf(c.input, [batch - 1])), [c.logits[batch - 1]], "batch 1 logits");
 
       // num_classes 0: timm's head is Identity and the model returns the pooled features.
       const features = exportOnnx(withoutHeads(c.stateDict), { ...c.cfg, num_classes: 0 });
-      const featDiff = assertClose(await run(features, batchOf(c.input, rows)), c.preLogits, "pre_logits");
+      const featDiff = assertLogits(await run(features, batchOf(c.input, rows)), c.preLogits, "pre_logits");
       t.diagnostic(`max |onnxruntime - timm| pre_logits: ${featDiff.toExponential(2)}`);
     });
   }
@@ -184,7 +179,7 @@ describe("ONNX export of variants without a timm fixture agrees with the tfjs mo
       const want = expected.arraySync();
       expected.dispose();
       model.dispose();
-      assertClose(await run(exportOnnx(stateDict, cfg), new ort.Tensor("float32", x, shape)), want, what);
+      assertLogits(await run(exportOnnx(stateDict, cfg), new ort.Tensor("float32", x, shape)), want, what);
     });
   }
 });

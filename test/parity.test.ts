@@ -1,6 +1,6 @@
 /**
  * Numeric parity with the real timm code, for every case the fixture folder lists
- * (../shared/fixtures/timm-parity, README there): weights load by their timm names, and the eval
+ * (test/fixtures/timm-parity, README there): weights load by their timm names, and the eval
  * forward matches logits, pre_logits, every recorded sub-module output and, where a case has
  * them, the distilled heads and the gradients of the cross-entropy loss. On cpu and on wasm.
  *
@@ -16,8 +16,8 @@ import "@tensorflow/tfjs-backend-wasm";
 import { ModelConfigSchema } from "../src/config/schema.js";
 import { readSafetensors } from "../src/io/safetensors.js";
 import { createModel, type VisionTransformer } from "../src/model/index.js";
+import { assertClose, FIXTURES } from "./support.js";
 
-const FIXTURES = path.resolve(import.meta.dirname, "../../shared/fixtures/timm-parity");
 const TIGHT = 1e-5;
 const LOOSE = 1e-4;
 
@@ -40,19 +40,6 @@ function flat(values: unknown): Float32Array {
 }
 
 /** Asserts |got - want| <= tol + tol|want| everywhere; returns the largest |got - want|. */
-function assertClose(got: ArrayLike<number>, want: ArrayLike<number>, tol: number, what: string): number {
-  assert.equal(got.length, want.length, `${what}: ${got.length} values, want ${want.length}`);
-  let worst = 0;
-  for (let i = 0; i < want.length; i++) {
-    const err = Math.abs(got[i] - want[i]);
-    if (!(err <= tol + tol * Math.abs(want[i]))) {
-      assert.fail(`${what}[${i}]: got ${got[i]}, want ${want[i]} (|diff| ${err.toExponential(2)})`);
-    }
-    worst = Math.max(worst, err);
-  }
-  return worst;
-}
-
 function buildModel(spec: CaseSpec, source: string): VisionTransformer {
   const cfg = ModelConfigSchema.parse({
     ...spec.timm_kwargs,

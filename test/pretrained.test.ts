@@ -1,6 +1,6 @@
 /**
  * Loading pretrained weights (src/model/pretrained.ts) and `vit import`, on the timm-parity
- * fixtures (../shared/fixtures/timm-parity): files with Hugging Face names, F16 / BF16 tensors and
+ * fixtures (test/fixtures/timm-parity): files with Hugging Face names, F16 / BF16 tensors and
  * Google's .npz layout are built here from each fixture by the documented renamings (written out
  * by hand, independently of src/io), loaded, and must reproduce timm's logits. Then resampled
  * loading, head replacement, key errors, other architectures, config.json, and the CLI.
@@ -8,7 +8,6 @@
  * Logit tolerance: the README's float32 bound, 1e-5 + 1e-5|x|.
  */
 import assert from "node:assert/strict";
-import { execFile } from "node:child_process";
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
@@ -18,26 +17,25 @@ import * as tf from "@tensorflow/tfjs";
 import { resolveConfig } from "../src/config/index.js";
 import { ModelConfigSchema } from "../src/config/schema.js";
 import { DataError, UsageError } from "../src/errors.js";
-import { loadInferenceModel } from "../src/eval/model_source.js";
-import { exportCheckpoint, readCheckpoint } from "../src/io/export.js";
-import { importWeights } from "../src/io/import.js";
 import { readNpz } from "../src/io/npz.js";
-import { readSafetensors, type TensorData, writeSafetensors } from "../src/io/safetensors.js";
+import { readSafetensors, writeSafetensors } from "../src/io/safetensors.js";
 import { createModel, type VisionTransformer } from "../src/model/index.js";
-import { loadPretrained, readPretrained } from "../src/model/pretrained.js";
-import { writeWeights } from "../src/train/checkpoint.js";
+import type { StateDict, TensorData } from "../src/tensor.js";
+import { writeWeights } from "../src/weights/checkpoint.js";
+import { exportCheckpoint, readCheckpoint } from "../src/weights/export.js";
+import { importWeights } from "../src/weights/import.js";
+import { loadInferenceModel } from "../src/weights/model_source.js";
+import { loadPretrained, readPretrained } from "../src/weights/pretrained.js";
 import { toHfByHand } from "./helpers.js";
+import { assertClose, FIXTURES, runVit } from "./support.js";
 
-const ROOT = path.resolve(import.meta.dirname, "..");
-const FIXTURES = path.resolve(ROOT, "../shared/fixtures/timm-parity");
+const _ROOT = path.resolve(import.meta.dirname, "..");
 const TOL = 1e-5;
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), "vit-pretrained-"));
 after(() => fs.rmSync(tmp, { recursive: true, force: true }));
 before(async () => {
   await tf.setBackend("cpu");
 });
-
-type StateDict = Map<string, TensorData>;
 
 interface CaseSpec {
   distilled: boolean;
@@ -84,17 +82,6 @@ function logitsOf(model: VisionTransformer, spec: CaseSpec): Float32Array {
     const x = tf.transpose(tf.tensor4d(data, [b, c, h, w]), [0, 2, 3, 1]) as tf.Tensor4D;
     return (model.forward(x, { training: false }) as tf.Tensor).dataSync() as Float32Array;
   });
-}
-
-function assertClose(got: ArrayLike<number>, want: ArrayLike<number>, tol: number, what: string): number {
-  assert.equal(got.length, want.length, `${what}: length`);
-  let worst = 0;
-  for (let i = 0; i < want.length; i++) {
-    const err = Math.abs(got[i] - want[i]);
-    if (!(err <= tol + tol * Math.abs(want[i]))) assert.fail(`${what}[${i}]: got ${got[i]}, want ${want[i]}`);
-    worst = Math.max(worst, err);
-  }
-  return worst;
 }
 
 function param(model: VisionTransformer, name: string): Float32Array {
@@ -683,17 +670,7 @@ describe("importWeights (what `vit import` runs)", () => {
 
 // Each child costs seconds of tsx start-up: the two run side by side.
 describe("vit import (child process)", { concurrency: 2 }, () => {
-  const TSX = import.meta.resolve("tsx");
-  const vit = (args: string[]) =>
-    new Promise<{ code: number; stdout: string; stderr: string }>((resolve) => {
-      execFile(
-        process.execPath,
-        ["--import", TSX, path.join(ROOT, "cli/index.ts"), ...args],
-        { cwd: tmp },
-        (err, stdout, stderr) =>
-          resolve({ code: err ? Number((err as { code?: number }).code) : 0, stdout, stderr }),
-      );
-    });
+  const vit = (args: string[]) => runVit(args, { cwd: tmp });
 
   test("HF file + config.json -> checkpoint that --checkpoint loads with timm's logits and the labels", async () => {
     const { spec, sd } = byName("deit_distilled");

@@ -8,8 +8,7 @@ import * as path from "node:path";
 import { describe, test } from "node:test";
 import { readSafetensors } from "../src/io/safetensors.js";
 import { resamplePosEmbed } from "../src/model/layers/pos_embed.js";
-
-const FIXTURES = path.resolve(import.meta.dirname, "../../shared/fixtures/timm-parity");
+import { assertClose, FIXTURES } from "./support.js";
 
 interface ResampleCase {
   old_grid: [number, number];
@@ -24,17 +23,6 @@ interface ResampleCase {
 const manifest = JSON.parse(fs.readFileSync(path.join(FIXTURES, "manifest.json"), "utf8")) as {
   cases: { name: string; json: string }[];
 };
-
-function assertClose(got: Float32Array, want: Float32Array, what: string): void {
-  assert.equal(got.length, want.length, `${what}: length`);
-  let worst = 0;
-  for (let i = 0; i < want.length; i++) {
-    const err = Math.abs(got[i] - want[i]);
-    assert.ok(err <= 1e-5 + 1e-5 * Math.abs(want[i]), `${what}[${i}]: got ${got[i]}, want ${want[i]}`);
-    worst = Math.max(worst, err);
-  }
-  assert.ok(Number.isFinite(worst));
-}
 
 let checked = 0;
 for (const c of manifest.cases) {
@@ -52,6 +40,7 @@ for (const c of manifest.cases) {
         assertClose(
           out.data,
           Float32Array.from((r.values as number[]).flat(Number.POSITIVE_INFINITY) as number[]),
+          1e-5,
           "values",
         );
         // The prefix rows are copied, not interpolated.

@@ -3,21 +3,18 @@
  * and the command's signals, on a tiny random-weight checkpoint made here (tfjs cpu backend).
  */
 import assert from "node:assert/strict";
-import { type ChildProcess, execFile, spawn } from "node:child_process";
+import type { ChildProcess } from "node:child_process";
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import { after, before, describe, test } from "node:test";
-import { fileURLToPath } from "node:url";
 import * as tf from "@tensorflow/tfjs";
 import sharp from "sharp";
 import { Batcher } from "../src/serve/batcher.js";
 import { writePng } from "./data_fixtures.js";
 import { type Running, startServer, writeTinyRun } from "./serve_fixtures.js";
+import { runVit } from "./support.js";
 
-const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
-const CLI = path.join(ROOT, "cli", "index.ts");
-const TSX = import.meta.resolve("tsx");
 const CLASSES = ["cat", "dog", "bird"];
 
 let dir: string;
@@ -38,14 +35,6 @@ before(async () => {
 });
 
 after(() => fs.rmSync(dir, { recursive: true, force: true }));
-
-function vit(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    execFile(process.execPath, ["--import", TSX, CLI, ...args, "--backend", "cpu"], (err, stdout, stderr) =>
-      resolve({ code: err ? ((err as { code?: number }).code ?? null) : 0, stdout, stderr }),
-    );
-  });
-}
 
 // biome-ignore lint/suspicious/noExplicitAny: assertions read the JSON the API answers
 const json = async (r: Response | Promise<Response>): Promise<any> => (await r).json();
@@ -76,7 +65,10 @@ describe("vit serve: answers", () => {
 
   test("POST /predict answers exactly what `vit predict --json` prints for the same images", async () => {
     const names = ["a.png", "wide.png", "c.jpg"];
-    const cli = await vit(["predict", ...names.map(file), "--run", run, "--json", "--topk", "3"]);
+    const cli = await runVit(
+      ["predict", ...names.map(file), "--run", run, "--json", "--topk", "3", "--backend", "cpu"],
+      { cwd: dir },
+    );
     assert.equal(cli.code, 0, cli.stderr);
     const expected = JSON.parse(cli.stdout) as { image: string; predictions: unknown[] }[];
     // One image per request, sent at once so they share batches.
@@ -333,49 +325,41 @@ describe("batcher", () => {
 });
 
 describe("vit serve (child process): signals", () => {
-  function serve(
-    extra: string[] = [],
-  ): Promise<{ child: ChildProcess; url: string; out: string[]; err: string[] }> {
-    const child = spawn(
-      process.execPath,
-      ["--import", TSX, CLI, "serve", "--run", run, "--port", "0", "--backend", "cpu", ...extra],
-      { stdio: ["ignore", "pipe", "pipe"] },
-    );
-    const out: string[] = [];
-    const err: string[] = [];
-    child.stdout!.on("data", (d) => out.push(String(d)));
-    return new Promise((resolve, reject) => {
-      child.stderr!.on("data", (d) => {
-        err.push(String(d));
-        const m = /listening on (http:\/\/\S+)\//.exec(err.join(""));
-        if (m) resolve({ child, url: m[1], out, err });
-      });
-      child.on("exit", (code) => reject(new Error(`exited ${code}: ${err.join("")}`)));
-    });
-  }
-  const exited = (child: ChildProcess) =>
-    new Promise<number | null>((r) => child.on("exit", (code) => r(code)));
-
   for (const [signal, code] of [
     ["SIGTERM", 0],
     ["SIGINT", 130],
   ] as const) {
     test(`${signal} answers the request in flight, then exits ${code}`, async () => {
-      const { child, url, out, err } = await serve(["--batch-window-ms", "1500"]);
+      let started: (s: { url: string; child: ChildProcess }) => void;
+      const listening = new Promise<{ url: string; child: ChildProcess }>((r) => {
+        started = r;
+      });
+      const args = ["serve", "--run", run, "--port", "0", "--backend", "cpu", "--batch-window-ms", "1500"];
+      const done = runVit(args, {
+        cwd: dir,
+        onStderr: (text, child) => {
+          const m = /listening on (http:\/\/\S+)\//.exec(text);
+          if (m) started({ url: m[1], child });
+        },
+      });
+      const { url, child } = await Promise.race([
+        listening,
+        done.then((r) => assert.fail(`vit serve exited ${r.code}: ${r.stderr}`)),
+      ]);
       assert.match(url, /^http:\/\/127\.0\.0\.1:\d+$/, "loopback by default");
-      const done = exited(child);
       const pending = raw(`${url}/predict`, bytes("a.png"));
       await waitFor("the image queued", async () => (await json(fetch(`${url}/healthz`))).queued === 1);
       child.kill(signal);
       const r = await pending;
       assert.equal(r.status, 200);
       assert.equal((await json(r))[0].predictions.length, 3);
-      assert.equal(await done, code, err.join(""));
+      const { code: exit, stdout, stderr } = await done;
+      assert.equal(exit, code, stderr);
       // stdout holds only the request log: one JSON line per request.
-      const lines = out.join("").trim().split("\n");
+      const lines = stdout.trim().split("\n");
       assert.ok(lines.length >= 2);
       for (const line of lines) assert.ok(["/healthz", "/predict"].includes(JSON.parse(line).route), line);
-      assert.match(err.join(""), new RegExp(`${signal}: answering the 1 images in flight`));
+      assert.match(stderr, new RegExp(`${signal}: answering the 1 images in flight`));
     });
   }
 });

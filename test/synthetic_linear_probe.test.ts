@@ -7,10 +7,10 @@ import assert from "node:assert/strict";
 import { after, test } from "node:test";
 import * as tf from "@tensorflow/tfjs";
 import sharp from "sharp";
-import { initWasm } from "../src/backend_wasm.js";
 import { openDataset } from "../src/data/sources.js";
 import { stratifiedSplit } from "../src/data/split.js";
 import { ensureSynthetic, SYNTHETIC_CLASSES } from "../src/data/synthetic.js";
+import { initWasm } from "../src/engines/tfjs/wasm_threads.js";
 import { removeTempDirs, tempDir } from "./data_fixtures.js";
 
 after(removeTempDirs);

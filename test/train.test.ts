@@ -3,8 +3,10 @@
  * computed by hand (in float64, from torch's formulas), schedules, losses, clipping,
  * accumulation, EMA and the tensor count across steps.
  */
+
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
+import * as path from "node:path";
 import { test } from "node:test";
 import * as tf from "@tensorflow/tfjs";
 import "@tensorflow/tfjs-backend-wasm";
@@ -26,6 +28,7 @@ import {
   type TrainState,
   trainStep,
 } from "../src/train/step.js";
+import { FIXTURES } from "./support.js";
 
 await tf.setBackend("cpu");
 
@@ -196,7 +199,7 @@ test("label-smoothing CE: hand value and timm's fixture (torch label_smoothing=0
     labelSmoothingCrossEntropy(tf.tensor2d([[1, 2, 3]]), tf.tensor1d([0], "int32"), 0.1).dataSync(),
   );
   close(got, [0.9 * (lse - 1) + 0.1 * (lse - 2)], 1e-6, "hand");
-  const fixture = JSON.parse(readFileSync("../shared/fixtures/timm-parity/vit_cls.json", "utf8"));
+  const fixture = JSON.parse(readFileSync(path.join(FIXTURES, "vit_cls.json"), "utf8"));
   const [plain, smoothed] = tf.tidy(() => {
     const logits = tf.tensor2d(fixture.expected.logits);
     const labels = tf.tensor1d(fixture.loss.labels, "int32");

@@ -3,7 +3,6 @@
  * draws, the run folder it leaves, Ctrl-C (SIGINT) then --resume, and the usage errors.
  */
 import assert from "node:assert/strict";
-import { type ChildProcess, spawn } from "node:child_process";
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
@@ -11,37 +10,11 @@ import { test } from "node:test";
 import sharp from "sharp";
 import YAML from "yaml";
 import { readSafetensors } from "../src/io/safetensors.js";
+import { type CliOptions, runVit } from "./support.js";
 
 const root = fs.mkdtempSync(path.join(os.tmpdir(), "vit-train-cli-"));
-const CLI = path.resolve("cli/index.ts");
-/** The children run in a temp folder (runs/ lands there), so tsx is named by its full path. */
-const TSX = import.meta.resolve("tsx");
-
-interface Result {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
-function vit(args: string[], onStderr?: (text: string, child: ChildProcess) => void): Promise<Result> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ["--import", TSX, CLI, ...args], {
-      cwd: root,
-      env: { ...process.env, VIT_CACHE_DIR: path.join(root, "cache") },
-    });
-    let stdout = "";
-    let stderr = "";
-    child.stdout.on("data", (d) => {
-      stdout += d;
-    });
-    child.stderr.on("data", (d) => {
-      stderr += d;
-      onStderr?.(stderr, child);
-    });
-    child.on("error", reject);
-    child.on("close", (code) => resolve({ code, stdout, stderr }));
-  });
-}
+const vit = (args: string[], onStderr?: CliOptions["onStderr"]) =>
+  runVit(args, { cwd: root, env: { VIT_CACHE_DIR: path.join(root, "cache") }, onStderr });
 
 /** Three classes of noisy solid colours: easy enough that one epoch of a tiny ViT beats chance. */
 async function colourFolder(dir: string, perClass: number): Promise<void> {

@@ -14,7 +14,7 @@ import { InterruptedError, VitError } from "../src/errors.js";
 import { readSafetensors } from "../src/io/safetensors.js";
 import { loadRunConfig, type TrainOptions, train } from "../src/train/loop.js";
 import { Progress } from "../src/train/progress.js";
-import { runPath } from "../src/train/run_dir.js";
+import { runPath } from "../src/weights/run_dir.js";
 
 await tf.setBackend("cpu");
 

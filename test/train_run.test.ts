@@ -11,11 +11,11 @@ import * as tf from "@tensorflow/tfjs";
 import sharp from "sharp";
 import { loadConfig } from "../src/config/index.js";
 import { ConfigSchema } from "../src/config/schema.js";
-import { readRunState, type TrainerState, writeTrainerState, writeWeights } from "../src/train/checkpoint.js";
 import { curvesSvg, niceTicks, writeCurves } from "../src/train/curves.js";
 import { NonFiniteWatch, RunningMeans } from "../src/train/device_stats.js";
 import { formatDuration, Progress, type StepStatus } from "../src/train/progress.js";
-import { createRunDir, MetricsLog, type MetricsRecord } from "../src/train/run_dir.js";
+import { type RunProgress, readRunState, writeRunProgress, writeWeights } from "../src/weights/checkpoint.js";
+import { createRunDir, MetricsLog, type MetricsRecord } from "../src/weights/run_dir.js";
 
 await tf.setBackend("cpu");
 
@@ -53,7 +53,7 @@ test("metrics.jsonl: appended lines, a cut-off last line is skipped, truncateAft
   );
 });
 
-function trainerState(step: number): TrainerState {
+function trainerState(step: number): RunProgress {
   return {
     epoch: 1,
     epochStep: 3,
@@ -79,18 +79,18 @@ test("checkpoint files round-trip weights, optimizer, EMA and trainer state; a s
   const ema = new Map([["ema.w", { shape: [2], data: Float32Array.from([0.9, 1.9]) }]]);
   const wFile = path.join(dir, "last.safetensors");
   const sFile = path.join(dir, "last.state.safetensors");
-  writeTrainerState(sFile, trainerState(7), optimizer, ema);
+  writeRunProgress(sFile, trainerState(7), optimizer, ema);
   writeWeights(wFile, weights, { config, classes: ["a", "b"], epoch: 1, step: 7 });
   const loaded = readRunState(wFile, sFile);
   assert.deepEqual(loaded.classes, ["a", "b"]);
   assert.deepEqual(loaded.config, JSON.parse(JSON.stringify(config)));
-  assert.deepEqual(loaded.trainer, trainerState(7));
+  assert.deepEqual(loaded.progress, trainerState(7));
   assert.deepEqual([...loaded.weights.get("w")!.data], [1, 2]);
   assert.deepEqual([...loaded.optimizer.tensors.keys()], ["exp_avg.w", "exp_avg_sq.w"]);
   assert.deepEqual([...loaded.optimizer.tensors.get("exp_avg.w")!.data], [...Float32Array.from([0.1, 0.2])]);
   assert.deepEqual([...loaded.ema.keys()], ["ema.w"]);
   // A save cut between the two files: the state is from a later step than the weights.
-  writeTrainerState(sFile, trainerState(9), optimizer, null);
+  writeRunProgress(sFile, trainerState(9), optimizer, null);
   assert.throws(() => readRunState(wFile, sFile), /from step 9 but .* from step 7/);
 });
 

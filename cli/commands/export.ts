@@ -5,7 +5,7 @@
  */
 import type { Command } from "commander";
 import { Option } from "commander";
-import type { ExportFormat } from "../../src/io/export.js";
+import type { ExportFormat } from "../../src/weights/export.js";
 
 interface ExportFlags {
   run?: string;
@@ -31,8 +31,8 @@ export function register(program: Command): void {
     )
     .action(async (flags: ExportFlags) => {
       const [{ exportCheckpoint, readCheckpoint }, { resolveWeightsFile }] = await Promise.all([
-        import("../../src/io/export.js"),
-        import("../../src/eval/model_source.js"),
+        import("../../src/weights/export.js"),
+        import("../../src/weights/model_source.js"),
       ]);
       const ckpt = readCheckpoint(resolveWeightsFile(flags).file);
       if (flags.format === "timm" && ckpt.model.cfg.representation_size !== null) {

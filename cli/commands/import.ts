@@ -6,7 +6,7 @@
  * the same architecture). --img-size resamples pos_embed; --num-classes re-initializes the head.
  */
 import type { Command } from "commander";
-import type { ImportOptions } from "../../src/io/import.js";
+import type { ImportOptions } from "../../src/weights/import.js";
 import { positiveInt } from "../options.js";
 
 export function register(program: Command): void {
@@ -26,7 +26,7 @@ export function register(program: Command): void {
     .option("--labels <file>", "class names, one per line (default: the file's config, else 0..K-1)")
     .option("--allow-partial", "load what fits; missing and unexpected keys become a warning")
     .action(async (file: string, flags: ImportOptions) => {
-      const { importWeights } = await import("../../src/io/import.js");
+      const { importWeights } = await import("../../src/weights/import.js");
       process.stderr.write(`${importWeights(file, flags).summary}\n`);
       process.stdout.write(`${flags.out}\n`);
     });

@@ -20,7 +20,7 @@ export function register(program: Command): void {
 async function report(requested: BackendName, threads?: number): Promise<string> {
   // Loaded here, not at the top: tfjs takes a while to import and `vit --help` should not wait for it.
   const tf = await import("@tensorflow/tfjs");
-  const backend = await import("../../src/backend.js");
+  const backend = await import("../../src/engines/tfjs/select.js");
   const choice = await backend.initBackend(requested, { threads });
   const rows: [string, string][] = [
     ["vit", VERSION],

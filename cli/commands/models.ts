@@ -1,5 +1,6 @@
 /** `vit models`: every preset with its size and cost, counted from the model it builds. */
 import type { Command } from "commander";
+import { alignTable } from "../../src/plot/table.js";
 
 export function register(program: Command): void {
   program
@@ -15,7 +16,7 @@ export function register(program: Command): void {
 export async function listModels(json: boolean): Promise<string> {
   // Loaded here: the model modules import tfjs, which `vit --help` should not wait for.
   const { ModelConfigSchema } = await import("../../src/config/schema.js");
-  const { PRESETS } = await import("../../src/model/presets.js");
+  const { PRESETS } = await import("../../src/config/presets.js");
   const { modelStats } = await import("../../src/model/stats.js");
   const rows = PRESETS.map((preset) => {
     const cfg = ModelConfigSchema.parse(preset.model);
@@ -48,11 +49,7 @@ export async function listModels(json: boolean): Promise<string> {
       r.gflops.toPrecision(3),
     ]),
   ];
-  const widths = table[0].map((_, col) => Math.max(...table.map((row) => row[col].length)));
-  const lines = table.map((row) =>
-    row.map((cell, col) => (col === 0 ? cell.padEnd(widths[col]) : cell.padStart(widths[col]))).join("  "),
-  );
   const note =
     "params with the preset's classes; GFLOPs: multiply-accumulates per image, as timm and fvcore count";
-  return `${lines.join("\n")}\n\n${note}\n`;
+  return `${alignTable(table)}\n\n${note}\n`;
 }

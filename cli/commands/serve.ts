@@ -70,7 +70,7 @@ export function register(program: Command): void {
         );
       }
       const im = await loadModelFromFlags(flags);
-      const { describeBackend } = await import("../../src/backend.js");
+      const { describeBackend } = await import("../../src/engines/tfjs/select.js");
       const engine = describeBackend(im.backend);
       const server = await createServer({
         model: im,

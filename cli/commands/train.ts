@@ -35,7 +35,7 @@ export function register(program: Command): void {
       }
       const [{ loadConfig }, { describeBackend }, { loadRunConfig, train }] = await Promise.all([
         import("../../src/config/index.js"),
-        import("../../src/backend.js"),
+        import("../../src/engines/tfjs/select.js"),
         import("../../src/train/loop.js"),
       ]);
       const config = flags.resume

@@ -1,4 +1,4 @@
-/** The config API the rest of the project uses (DESIGN.md "Config"; CONTRACTS.md). */
+/** The config API the rest of the project uses (docs/design.md "Config"). */
 export { type LoadOptions, loadConfig, resolveConfig } from "./load.js";
 export * from "./schema.js";
 export { stringifyConfig } from "./stringify.js";

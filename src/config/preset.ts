@@ -1,7 +1,7 @@
 /** `model.preset`: start from a registry entry; every key the user wrote wins over it. */
 import { ConfigError } from "../errors.js";
-import { findPreset, PRESETS } from "../model/presets.js";
 import { isPlainObject, type Path } from "./merge.js";
+import { findPreset, PRESETS } from "./presets.js";
 import { suggestion } from "./suggest.js";
 
 /**

@@ -1,5 +1,5 @@
 /**
- * The config contract (DESIGN.md "Config"): one zod strict schema per section, with defaults
+ * The config contract (docs/design.md "Config"): one zod strict schema per section, with defaults
  * and ranges. Every TypeScript config type in the project is inferred from here.
  */
 import { z } from "zod";
@@ -146,36 +146,52 @@ const ConfigObjectSchema = z.strictObject({
   output: OutputConfigSchema.prefault({}),
 });
 
+type ModelConfigOutput = z.infer<typeof ModelConfigSchema>;
+
+/** The architecture checks that span several model keys, each with the key to change. */
+export function modelConfigProblems(
+  m: ModelConfigOutput,
+): Array<{ key: keyof ModelConfigOutput; message: string }> {
+  const problems: Array<{ key: keyof ModelConfigOutput; message: string; bad: boolean }> = [
+    {
+      key: "num_heads",
+      message: `embed_dim ${m.embed_dim} is not divisible by num_heads ${m.num_heads}`,
+      bad: m.embed_dim % m.num_heads !== 0,
+    },
+    {
+      key: "patch_size",
+      message: `img_size ${m.img_size} is not a multiple of patch_size ${m.patch_size}`,
+      bad: m.img_size % m.patch_size !== 0,
+    },
+    {
+      key: "class_token",
+      message: "global_pool: token needs class_token: true (or use global_pool: avg)",
+      bad: m.global_pool === "token" && !m.class_token,
+    },
+    {
+      key: "distilled",
+      message: "distilled: true needs class_token: true",
+      bad: m.distilled && !m.class_token,
+    },
+    {
+      key: "global_pool",
+      message: "a distilled model pools its cls and dist tokens; use global_pool: token",
+      bad: m.distilled && m.global_pool !== "token",
+    },
+    {
+      key: "representation_size",
+      message: "a distilled model has no pre-logits layer; set it to null",
+      bad: m.distilled && m.representation_size !== null,
+    },
+  ];
+  return problems.filter((p) => p.bad).map(({ key, message }) => ({ key, message }));
+}
+
 /** Checks that span several keys; each names the key to change. */
 export const ConfigSchema = ConfigObjectSchema.superRefine((cfg, ctx) => {
   const m = cfg.model;
-  if (m.embed_dim % m.num_heads !== 0) {
-    ctx.addIssue({
-      code: "custom",
-      path: ["model", "num_heads"],
-      message: `embed_dim ${m.embed_dim} is not divisible by num_heads ${m.num_heads}`,
-    });
-  }
-  if (m.img_size % m.patch_size !== 0) {
-    ctx.addIssue({
-      code: "custom",
-      path: ["model", "patch_size"],
-      message: `img_size ${m.img_size} is not a multiple of patch_size ${m.patch_size}`,
-    });
-  }
-  if (m.global_pool === "token" && !m.class_token) {
-    ctx.addIssue({
-      code: "custom",
-      path: ["model", "class_token"],
-      message: "global_pool: token needs class_token: true (or use global_pool: avg)",
-    });
-  }
-  if (m.distilled && !m.class_token) {
-    ctx.addIssue({
-      code: "custom",
-      path: ["model", "distilled"],
-      message: "distilled: true needs class_token: true",
-    });
+  for (const { key, message } of modelConfigProblems(m)) {
+    ctx.addIssue({ code: "custom", path: ["model", key], message });
   }
   if (cfg.distill && cfg.distill.type !== "none" && !m.distilled) {
     ctx.addIssue({

@@ -3,7 +3,7 @@
  * mirrors the Python call timm makes (random.uniform, random.randint, np.random.beta) so the
  * transforms read like their timm originals.
  */
-import { Rng, streamKey } from "../model/random.js";
+import { Rng, streamKey } from "../random.js";
 
 export { Rng };
 

@@ -3,7 +3,7 @@
  * round(fraction x its count) images to validation (at least one when it has two or more, never
  * all of them), so rare classes are represented and the class balance is kept.
  */
-import { Rng } from "../model/random.js";
+import { Rng } from "../random.js";
 import type { Dataset, Sample } from "./dataset.js";
 import { shuffle } from "./random.js";
 

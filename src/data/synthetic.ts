@@ -9,7 +9,7 @@ import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import sharp from "sharp";
-import { Rng, streamKey } from "../model/random.js";
+import { Rng, streamKey } from "../random.js";
 import { randint, uniform } from "./random.js";
 
 /** Bump when the drawing changes, so stale caches are not reused. */

@@ -5,8 +5,8 @@
  */
 import * as tf from "@tensorflow/tfjs";
 import type { DataLoader } from "../data/loader.js";
+import { addBatch, emptyTally, type Summary, summarize } from "../metrics/classification.js";
 import type { VisionTransformer } from "../model/vision_transformer.js";
-import { addBatch, emptyTally, type Summary, summarize } from "./metrics.js";
 import type { HeadSummaries } from "./report.js";
 
 export interface EvalPass {

@@ -1,9 +1,16 @@
 /**
- * What `vit eval` prints: the stable JSON shape of DESIGN.md ("top1", "top5", "loss",
+ * What `vit eval` prints: the stable JSON shape of docs/design.md "CLI contract" ("top1", "top5", "loss",
  * "images", "per_class", plus extra keys) and the human report (per-class table, confusion
  * matrix as text for up to 20 classes, most confused pairs).
  */
-import { type ClassMetrics, type ConfusedPair, mostConfused, type Summary } from "./metrics.js";
+
+import {
+  type ClassMetrics,
+  type ConfusedPair,
+  mostConfused,
+  type Summary,
+} from "../metrics/classification.js";
+import { alignTable } from "../plot/table.js";
 
 /** Above this many classes the confusion matrix is only drawn (confusion.png), not printed. */
 export const MAX_TEXT_CONFUSION_CLASSES = 20;
@@ -74,24 +81,6 @@ function pct(x: number): string {
 
 function fixed(x: number, digits: number): string {
   return Number.isFinite(x) ? x.toFixed(digits) : "n/a";
-}
-
-/** Rows of cells as aligned text: the first column left-aligned, the rest right-aligned. */
-export function alignTable(rows: string[][], gap = 2): string {
-  const widths: number[] = [];
-  for (const row of rows) {
-    row.forEach((cell, i) => {
-      widths[i] = Math.max(widths[i] ?? 0, cell.length);
-    });
-  }
-  return rows
-    .map((row) =>
-      row
-        .map((cell, i) => (i === 0 ? cell.padEnd(widths[i]) : cell.padStart(widths[i])))
-        .join(" ".repeat(gap))
-        .trimEnd(),
-    )
-    .join("\n");
 }
 
 export function headline(s: Summary): string {

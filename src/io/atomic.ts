@@ -1,5 +1,5 @@
 /**
- * Crash-safe file replacement (DESIGN.md "Training": writes are atomic). Readers see either the
+ * Crash-safe file replacement (docs/design.md "Training": writes are atomic). Readers see either the
  * old file or the complete new one, never a half-written checkpoint after a crash or Ctrl-C.
  */
 import * as fs from "node:fs";

@@ -1,7 +1,9 @@
-/** The model API the rest of the project uses (CONTRACTS.md, "Model helper"). */
+/** The model API the rest of the project uses (docs/design.md "Layers"). */
+
+export type { StateDict } from "../tensor.js";
 export { initParameters, type WeightInit } from "./init.js";
 export { dropPathRates } from "./layers/drop_path.js";
-export type { ParamSpec, StateDict } from "./module.js";
+export type { ParamSpec } from "./module.js";
 export { type ModelStats, modelStats } from "./stats.js";
 export {
   createModel,

@@ -12,8 +12,8 @@
  * both: LayerNorm 1 / 0, pos_embed trunc_normal(0.02), cls_token normal(1e-6), dist_token trunc_normal(0.02).
  */
 import type { ModelConfig } from "../config/schema.js";
+import { Rng } from "../random.js";
 import type { Module, ParamSpec } from "./module.js";
-import { Rng } from "./random.js";
 
 export type WeightInit = ModelConfig["weight_init"];
 

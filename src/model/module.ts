@@ -9,8 +9,8 @@
  */
 import * as tf from "@tensorflow/tfjs";
 import { DataError } from "../errors.js";
-import type { TensorData } from "../io/safetensors.js";
-import { Rng } from "./random.js";
+import { Rng } from "../random.js";
+import type { StateDict, TensorData } from "../tensor.js";
 
 /** What a parameter is for, so init.ts can pick timm's distribution for it. */
 export type ParamKind = "linear" | "patch" | "norm" | "token" | "pos_embed";
@@ -21,8 +21,6 @@ export interface ParamSpec {
   /** Inputs per output of the layer the weight or bias belongs to (init scales by it). */
   fanIn?: number;
 }
-
-export type StateDict = Map<string, TensorData>;
 
 /** Per-call state every layer sees: train/eval mode, the call's random streams, a capture hook. */
 export class ForwardContext {
@@ -88,9 +86,9 @@ export function compareStateDict(
   return result;
 }
 
-function listKeys(keys: string[]): string {
-  const shown = keys.slice(0, 5).join(", ");
-  return keys.length > 5 ? `${shown}, ... (${keys.length} in all)` : shown;
+/** The first `n` keys, and how many there are when that is not all of them. */
+export function listKeys(keys: readonly string[], n = 5): string {
+  return keys.slice(0, n).join(", ") + (keys.length > n ? `, ... (${keys.length} in all)` : "");
 }
 
 export abstract class Module {

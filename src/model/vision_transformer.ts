@@ -1,6 +1,6 @@
 /**
  * timm's VisionTransformer (and DeiT's VisionTransformerDistilled), with timm's parameter names,
- * layouts and numerics (../shared/fixtures/timm-parity pins them):
+ * layouts and numerics (test/fixtures/timm-parity pins them):
  *
  *   x [B, H, W, C] -> patch_embed -> [B, N, D]
  *   tokens = concat([cls_token, dist_token, patches]) + pos_embed -> pos_drop      [B, T, D]
@@ -9,7 +9,7 @@
  *   distilled: head(t[:, 0]) and head_dist(t[:, 1]); both in training, their mean in eval.
  */
 import * as tf from "@tensorflow/tfjs";
-import type { ModelConfig } from "../config/schema.js";
+import { type ModelConfig, modelConfigProblems } from "../config/schema.js";
 import { ConfigError } from "../errors.js";
 import { initParameters } from "./init.js";
 import { Block } from "./layers/block.js";
@@ -39,31 +39,8 @@ export interface ForwardOptions {
 }
 
 function checkConfig(cfg: VitConfig): void {
-  const problems: [string, boolean][] = [
-    [
-      `model.num_heads: embed_dim ${cfg.embed_dim} is not divisible by num_heads ${cfg.num_heads}`,
-      cfg.embed_dim % cfg.num_heads !== 0,
-    ],
-    [
-      `model.patch_size: img_size ${cfg.img_size} is not a multiple of patch_size ${cfg.patch_size}`,
-      cfg.img_size % cfg.patch_size !== 0,
-    ],
-    [
-      "model.class_token: global_pool: token needs class_token: true (or use global_pool: avg)",
-      cfg.global_pool === "token" && !cfg.class_token,
-    ],
-    ["model.distilled: a distilled model needs class_token: true", cfg.distilled && !cfg.class_token],
-    [
-      "model.global_pool: a distilled model pools its cls and dist tokens; use global_pool: token",
-      cfg.distilled && cfg.global_pool !== "token",
-    ],
-    [
-      "model.representation_size: a distilled model has no pre-logits layer; set it to null",
-      cfg.distilled && cfg.representation_size !== null,
-    ],
-  ];
-  const found = problems.filter(([, bad]) => bad);
-  if (found.length > 0) throw new ConfigError(found.map(([message]) => message).join("\n"));
+  const found = modelConfigProblems(cfg);
+  if (found.length > 0) throw new ConfigError(found.map((p) => `model.${p.key}: ${p.message}`).join("\n"));
 }
 
 export class VisionTransformer extends Module {

@@ -1,9 +1,9 @@
 /**
- * What `vit predict` prints, one image at a time so results stream: `--json` (DESIGN.md:
+ * What `vit predict` prints, one image at a time so results stream: `--json` (docs/design.md "CLI contract":
  * `[{"image": "a.jpg", "predictions": [{"label": "cat", "index": 3, "prob": 0.91}]}]`, most
  * probable first), `--csv` (one row per image), or an aligned table for a person.
  */
-import { softmax, topk } from "../eval/metrics.js";
+import { softmax, topk } from "../metrics/classification.js";
 
 export interface Prediction {
   label: string;

@@ -17,7 +17,7 @@ import Fastify, { type FastifyInstance, type FastifyRequest } from "fastify";
 import { explainImage } from "../attention/explain.js";
 import { rolloutOverlayPng } from "../attention/figure.js";
 import { BadImageError, type ImageInput, probeImage } from "../data/decode.js";
-import type { InferenceModel } from "../eval/model_source.js";
+import type { InferenceModel } from "../weights/model_source.js";
 import { type PredictResult, topPredictions } from "../predict/format.js";
 import { EvalTransform } from "../predict/pixels.js";
 import { batchLogits } from "../predict/predict.js";

@@ -3,7 +3,7 @@
  * epoch), as SVG rendered by sharp, so the picture is derived from the log and nothing else.
  */
 import { renderSvgToPng, svgDocument, text, textWidth } from "../plot/svg.js";
-import type { MetricsRecord } from "./run_dir.js";
+import type { MetricsRecord } from "../weights/run_dir.js";
 
 interface Series {
   label: string;

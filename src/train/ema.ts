@@ -5,7 +5,7 @@
  */
 import * as tf from "@tensorflow/tfjs";
 import { DataError } from "../errors.js";
-import type { TensorData } from "../io/safetensors.js";
+import type { TensorData } from "../tensor.js";
 import type { NamedVariable } from "./optimizer.js";
 
 export class ModelEma {

@@ -1,7 +1,7 @@
 /**
- * The training loop (DESIGN.md "Training"): builds the data, model, optimizer and run folder
- * from a resolved config, runs `trainStep` epoch after epoch, validates, logs, saves, and
- * stops cleanly on a stop request or a non-finite loss.
+ * The training loop (docs/design.md "Training"): from the setup (setup.ts), runs `trainStep`
+ * epoch after epoch, validates, logs (records.ts), saves (run_checkpoints.ts), and stops cleanly
+ * on a stop request or a non-finite loss.
  *
  * Every random draw is a function of (seed, epoch, step): the loader's order and augmentation
  * of batch `step` of epoch `e`, the mixup of that batch (stepRng), the dropout of optimizer
@@ -10,34 +10,24 @@
  */
 import * as fs from "node:fs";
 import { setImmediate } from "node:timers/promises";
-import * as tf from "@tensorflow/tfjs";
-import { type Config, resolveConfig, stringifyConfig } from "../config/index.js";
-import { type Batch, DataLoader, type EpochRun } from "../data/loader.js";
-import { type MixupOptions, mixupCutmix, mixupOptions } from "../data/mixup.js";
+import { type Config, resolveConfig } from "../config/index.js";
+import type { Batch, EpochRun } from "../data/loader.js";
+import { mixupCutmix } from "../data/mixup.js";
 import { stepRng } from "../data/random.js";
-import { loadDatasets } from "../data/sources.js";
 import { InterruptedError, UsageError, VitError } from "../errors.js";
-import { addBatch, emptyTally, type Summary, summarize } from "../eval/metrics.js";
-import { writeFileAtomic } from "../io/atomic.js";
+import { evaluate } from "../eval/evaluate.js";
 import { readSafetensorsHeader } from "../io/safetensors.js";
-import { loadPretrained, type PretrainedReport } from "../model/pretrained.js";
-import { createModel, type VisionTransformer } from "../model/vision_transformer.js";
-import {
-  readCheckpointMetadata,
-  readRunState,
-  type TrainerState,
-  writeTrainerState,
-  writeWeights,
-} from "./checkpoint.js";
+import type { Summary } from "../metrics/classification.js";
+import type { VisionTransformer } from "../model/vision_transformer.js";
+import { type RunProgress, readCheckpointMetadata } from "../weights/checkpoint.js";
+import { runPath } from "../weights/run_dir.js";
 import { writeCurves } from "./curves.js";
 import { NonFiniteWatch, RunningMeans } from "./device_stats.js";
-import { trainingCriterion } from "./distill.js";
-import { ModelEma } from "./ema.js";
-import { classLogits } from "./losses.js";
-import { formatSummary, Progress, type StepStatus } from "./progress.js";
-import { createRunDir, MetricsLog, type MetricsRecord, runPath } from "./run_dir.js";
-import { createTrainState } from "./state.js";
-import { disposeStepResult, type MicroBatch, type TrainState, trainStep } from "./step.js";
+import type { Progress, StepStatus } from "./progress.js";
+import { type EpochValues, epochLine, epochRecord, stepRecord } from "./records.js";
+import { describePosition, RunCheckpoints } from "./run_checkpoints.js";
+import { formatSetup, setUpTraining, type TrainingSetup } from "./setup.js";
+import { disposeStepResult, type MicroBatch, trainStep } from "./step.js";
 
 export interface TrainOptions {
   config: Config;
@@ -71,7 +61,8 @@ export function loadRunConfig(runDir: string, set: readonly string[] = []): Conf
 }
 
 export async function train(opts: TrainOptions): Promise<TrainResult> {
-  const trainer = await Trainer.create(opts);
+  const { setup, at } = await setUpTraining(opts.config, opts);
+  const trainer = new Trainer(opts, setup, at);
   try {
     return await trainer.run();
   } finally {
@@ -85,256 +76,101 @@ interface EpochTrained {
   images: number;
 }
 
-interface Parts {
-  cfg: Config;
-  classes: readonly string[];
-  trainLoader: DataLoader;
-  valLoader: DataLoader | null;
-  model: VisionTransformer;
-  emaModel: VisionTransformer | null;
-  state: TrainState;
-  mixup: MixupOptions | null;
-  stepsPerEpoch: number;
-  runDir: string;
-  metrics: MetricsLog;
-  progress: Progress;
-  /** What model.pretrained loaded, for the summary (null when not set or resuming). */
-  pretrained: PretrainedReport | null;
-}
-
 class Trainer {
   private readonly means = new RunningMeans();
   private readonly watch = new NonFiniteWatch();
+  private readonly checkpoints: RunCheckpoints;
   private lastVal: Summary | null = null;
-  /** Where the last good checkpoint is, for the interrupt and non-finite messages. */
-  private savedAt: string | null = null;
 
-  private constructor(
+  constructor(
     private readonly opts: TrainOptions,
-    private readonly p: Parts,
-    private readonly t: TrainerState,
-  ) {}
-
-  static async create(opts: TrainOptions): Promise<Trainer> {
-    const cfg = opts.config;
-    const { img_size: imgSize, in_chans: inChans } = cfg.model;
-    const { seed, batch_size: batchSize, accum_steps: accumSteps } = cfg.train;
-    const data = await loadDatasets(cfg.data, {
-      seed,
-      imgSize,
-      numClasses: cfg.model.num_classes,
-      cacheDir: opts.cacheDir,
-    });
-    const numClasses = data.classes.length;
-    const loaderOpts = { batchSize, data: cfg.data, imgSize, inChans, seed };
-    const trainLoader = new DataLoader(data.train, { ...loaderOpts, train: true });
-    const valLoader =
-      data.val.samples.length > 0 ? new DataLoader(data.val, { ...loaderOpts, train: false }) : null;
-    const stepsPerEpoch = Math.ceil(trainLoader.stepsPerEpoch / accumSteps);
-
-    const modelCfg = { ...cfg.model, num_classes: numClasses };
-    const model = createModel(modelCfg, { seed });
-    const emaModel = cfg.train.ema ? createModel(modelCfg, { seed }) : null;
-    const { criterion, teacher } = await trainingCriterion(cfg, data.classes);
-    const state = createTrainState(model, cfg.train, {
-      criterion,
-      teacher,
-      stepsPerEpoch,
-      inputShape: [imgSize, imgSize, inChans],
-      numClasses,
-    });
-    const { params } = state;
-
-    const progress = opts.progress ?? new Progress();
-    let pretrained: PretrainedReport | null = null;
-    let runDir: string;
-    let t: TrainerState = {
-      epoch: 0,
-      epochStep: 0,
-      step: 0,
-      bestTop1: null,
-      bestEpoch: null,
-      running: { sums: {}, count: 0 },
-      optimizer: { name: cfg.train.optimizer.name, steps: {} },
-    };
-    if (opts.resumeDir) {
-      runDir = opts.resumeDir;
-      const loaded = readRunState(runPath(runDir, "last"), runPath(runDir, "lastState"));
-      model.loadStateDict(loaded.weights, { source: runPath(runDir, "last") });
-      state.optimizer.importState(loaded.optimizer);
-      t = loaded.trainer;
-      if (emaModel) {
-        state.ema = new ModelEma(params, emaModel.namedParameters(), cfg.train.ema!.decay);
-        // A run that turned EMA on at resume starts it from the current weights.
-        if (loaded.ema.size > 0) state.ema.importState(loaded.ema);
-      }
-    } else {
-      runDir = createRunDir(cfg.output.dir, cfg.name);
-      writeFileAtomic(runPath(runDir, "config"), stringifyConfig(cfg));
-      if (cfg.model.pretrained) {
-        pretrained = loadPretrained(model, cfg.model.pretrained, { log: (line) => progress.print(line) });
-      }
-      if (emaModel) state.ema = new ModelEma(params, emaModel.namedParameters(), cfg.train.ema!.decay);
-    }
-    const metrics = new MetricsLog(runPath(runDir, "metrics"));
-    // Records past the checkpoint belong to steps the resumed run is about to redo.
-    if (opts.resumeDir) metrics.truncateAfter(t.step);
-
-    const trainer = new Trainer(
-      opts,
-      {
-        cfg,
-        classes: data.classes,
-        trainLoader,
-        valLoader,
-        model,
-        emaModel,
-        state,
-        mixup: mixupOptions(cfg.data.aug, cfg.train.label_smoothing, numClasses),
-        stepsPerEpoch,
-        runDir,
-        metrics,
-        progress,
-        pretrained,
-      },
-      t,
+    private readonly setup: TrainingSetup,
+    /** Mutated as steps and epochs complete; saved with every last checkpoint. */
+    private readonly at: RunProgress,
+  ) {
+    this.checkpoints = new RunCheckpoints(setup);
+    this.means.import(at.running);
+    const resumingFrom = opts.resumeDir ? describePosition(at, setup.stepsPerEpoch) : null;
+    if (resumingFrom) this.checkpoints.savedAt = resumingFrom;
+    setup.progress.print(
+      formatSetup(setup, opts.backend, resumingFrom && `from ${resumingFrom} (step ${at.step})`),
     );
-    trainer.means.import(t.running);
-    if (opts.resumeDir) trainer.savedAt = trainer.position();
-    trainer.printSummary(data.train.samples.length, valLoader ? data.val.samples.length : 0);
-    return trainer;
-  }
-
-  /** "end of epoch 2" or "epoch 3 step 12/40": where training stands. */
-  private position(): string {
-    const { t } = this;
-    return t.epochStep > 0
-      ? `epoch ${t.epoch + 1} step ${t.epochStep}/${this.p.stepsPerEpoch}`
-      : `end of epoch ${t.epoch}`;
-  }
-
-  private printSummary(trainImages: number, valImages: number): void {
-    const { cfg, state, classes, stepsPerEpoch } = this.p;
-    const g = state.optimizer.groups;
-    const m = cfg.model;
-    const n = (x: number) => x.toLocaleString("en-US");
-    const opt = cfg.train.optimizer;
-    const sched = cfg.train.schedule;
-    const rows: Array<[string, string]> = [
-      ["run", this.p.runDir],
-      ["backend", this.opts.backend],
-      [
-        "model",
-        `${m.preset ?? "custom"}: ${m.img_size} px, patch ${m.patch_size}, ${m.in_chans} channel(s), dim ${m.embed_dim}, depth ${m.depth}, heads ${m.num_heads}${m.distilled ? ", distilled" : ""}`,
-      ],
-      [
-        "parameters",
-        `${n(g.decayElements + g.noDecayElements)}: weight decay on ${n(g.decayElements)} (${g.decay.length} tensors), none on ${n(g.noDecayElements)} (${g.noDecay.length} tensors)`,
-      ],
-      ["data", `${cfg.data.train}: ${n(trainImages)} train / ${n(valImages)} val images`],
-      ["classes", `${classes.length}${classes.length <= 10 ? ` (${classes.join(", ")})` : ""}`],
-      [
-        "steps",
-        `${cfg.train.epochs} epochs x ${stepsPerEpoch} steps of ${cfg.train.batch_size}${cfg.train.accum_steps > 1 ? ` x ${cfg.train.accum_steps} accumulated` : ""} images`,
-      ],
-      [
-        "optimizer",
-        `${opt.name} lr ${opt.lr} wd ${opt.weight_decay}; ${sched.name} schedule, ${sched.warmup_epochs} warmup epoch(s) from lr ${sched.warmup_lr}`,
-      ],
-    ];
-    const pre = this.p.pretrained;
-    if (pre) {
-      const notes = [
-        pre.format,
-        pre.resampledFrom && `pos_embed resampled from ${pre.resampledFrom.join("x")}`,
-        pre.reinitialized.length > 0 && `new ${pre.reinitialized.join(", ")} for ${classes.length} classes`,
-      ].filter(Boolean);
-      rows.push(["pretrained", `${m.pretrained} (${notes.join("; ")})`]);
-    }
-    const d = cfg.distill;
-    if (state.teacher && d) {
-      rows.push([
-        "distill",
-        `${d.type}, alpha ${d.alpha}, tau ${d.tau}; teacher ${state.teacher.description}`,
-      ]);
-    }
-    if (this.opts.resumeDir) rows.push(["resuming", `from ${this.position()} (step ${this.t.step})`]);
-    this.p.progress.print(`vit train\n${formatSummary(rows)}`);
   }
 
   async run(): Promise<TrainResult> {
-    for (let epoch = this.t.epoch; epoch < this.p.cfg.train.epochs; epoch++) {
+    for (let epoch = this.at.epoch; epoch < this.setup.cfg.train.epochs; epoch++) {
       const trained = await this.trainEpoch(epoch);
       await this.endEpoch(epoch, trained);
       this.opts.onEpochEnd?.(epoch);
       if (this.opts.signal?.aborted) this.interrupted();
     }
-    return { runDir: this.p.runDir, val: this.lastVal, bestTop1: this.t.bestTop1 };
+    return { runDir: this.setup.runDir, val: this.lastVal, bestTop1: this.at.bestTop1 };
   }
 
   /** Trains the rest of epoch `epoch`; returns the loader's pass and the images/s it ran at. */
   private async trainEpoch(epoch: number): Promise<EpochTrained> {
-    const { cfg, state, stepsPerEpoch, trainLoader, progress } = this.p;
-    const { t } = this;
+    const { cfg, state, stepsPerEpoch, trainLoader, progress } = this.setup;
+    const { at } = this;
     const accum = cfg.train.accum_steps;
-    if (t.epochStep === 0) this.means.reset();
+    if (at.epochStep === 0) this.means.reset();
     const started = performance.now();
-    const firstStep = t.epochStep;
+    const firstStep = at.epochStep;
     let window = { start: started, images: 0 };
     let epochImages = 0;
     let lastLoss: number | null = null;
     let chunk: MicroBatch[] = [];
-    const run = trainLoader.epoch(epoch, t.epochStep * accum);
+    const run = trainLoader.epoch(epoch, at.epochStep * accum);
     for await (const batch of run) {
       chunk.push(this.microBatch(batch, epoch));
       if (chunk.length < accum && batch.step + 1 < trainLoader.stepsPerEpoch) continue;
 
-      const r = trainStep(state, chunk, t.step);
-      this.watch.record(t.step, r.loss, r.gradNorm);
+      const r = trainStep(state, chunk, at.step);
+      this.watch.record(at.step, r.loss, r.gradNorm);
       this.means.add({ loss: r.loss, ...r.terms });
       const images = chunk.reduce((a, b) => a + b.size, 0);
       window.images += images;
       epochImages += images;
       chunk = [];
-      t.step++;
-      t.epochStep++;
+      at.step++;
+      at.epochStep++;
 
       const now = performance.now();
       const elapsed = (now - started) / 1000;
       const status: StepStatus = {
         epoch,
         epochs: cfg.train.epochs,
-        step: t.epochStep,
+        step: at.epochStep,
         steps: stepsPerEpoch,
         imagesPerSec: epochImages / elapsed,
         lr: r.lr,
         loss: lastLoss,
-        etaSec: ((stepsPerEpoch - t.epochStep) * elapsed) / (t.epochStep - firstStep),
+        etaSec: ((stepsPerEpoch - at.epochStep) * elapsed) / (at.epochStep - firstStep),
       };
-      if (t.step % cfg.train.log_interval === 0 || t.epochStep === stepsPerEpoch) {
+      if (at.step % cfg.train.log_interval === 0 || at.epochStep === stepsPerEpoch) {
         // Reading the loss forces a sync: only at log steps.
         lastLoss = r.loss.dataSync()[0];
         this.checkFinite(epoch);
         status.loss = lastLoss;
         status.imagesPerSec = window.images / ((now - window.start) / 1000);
-        const record: MetricsRecord = {
-          kind: "step",
-          step: t.step,
-          epoch,
-          epoch_progress: epoch + t.epochStep / stepsPerEpoch,
-          "train/loss": lastLoss,
-          lr: r.lr,
-          grad_norm: r.gradNorm.dataSync()[0],
-          img_per_s: round(status.imagesPerSec, 1),
-        };
-        for (const [k, v] of Object.entries(r.terms)) record[`train/${k}`] = v.dataSync()[0];
-        this.p.metrics.append(record);
-        progress.logStep(status, t.step);
+        const terms = Object.fromEntries(Object.entries(r.terms).map(([k, v]) => [k, v.dataSync()[0]]));
+        this.setup.metrics.append(
+          stepRecord({
+            step: at.step,
+            epoch,
+            epochProgress: epoch + at.epochStep / stepsPerEpoch,
+            loss: lastLoss,
+            lr: r.lr,
+            gradNorm: r.gradNorm.dataSync()[0],
+            imagesPerSec: status.imagesPerSec,
+            terms,
+          }),
+        );
+        progress.logStep(status, at.step);
         window = { start: now, images: 0 };
       }
       progress.status(status);
       disposeStepResult(r);
-      this.opts.onStep?.(t.step);
+      this.opts.onStep?.(at.step);
       // A step is synchronous work: yield to the event loop so worker replies (prefetch) and
       // signal handlers (a stop request) are served between steps, not only when data runs dry.
       await setImmediate();
@@ -349,7 +185,7 @@ class Trainer {
 
   /** A loader batch as the step takes it, mixed (in place) when mixup / cutmix is on. */
   private microBatch(batch: Batch, epoch: number): MicroBatch {
-    const { mixup, state, cfg } = this.p;
+    const { mixup, state, cfg } = this.setup;
     const targets = mixup
       ? mixupCutmix(batch, state.inputShape, mixup, stepRng(cfg.train.seed, epoch, batch.step)).targets
       : null;
@@ -357,107 +193,64 @@ class Trainer {
   }
 
   private async endEpoch(epoch: number, { run, seconds, images }: EpochTrained): Promise<void> {
-    const { cfg, model, emaModel, valLoader, runDir, metrics, classes } = this.p;
-    const { t } = this;
+    const { cfg, model, emaModel, metrics } = this.setup;
+    const { at } = this;
     this.checkFinite(epoch);
     const started = performance.now();
-    const val = valLoader ? await this.evaluate(model) : null;
-    const valEma = valLoader && emaModel ? await this.evaluate(emaModel) : null;
-    const train = this.means.means();
-    t.epoch = epoch + 1;
-    t.epochStep = 0;
-    this.means.reset();
-    const improved = val !== null && (t.bestTop1 === null || val.top1 > t.bestTop1);
-    if (improved) {
-      t.bestTop1 = val.top1;
-      t.bestEpoch = epoch;
-    }
-    const record: MetricsRecord = {
-      kind: "epoch",
-      step: t.step,
+    const val = await this.validate(model);
+    const valEma = emaModel ? await this.validate(emaModel) : null;
+    const values: EpochValues = {
+      step: at.step,
       epoch,
-      "train/loss": train.loss ?? null,
-      lr: this.p.state.schedule(t.step - 1),
-      bad_images: run.badImages,
-      train_time_s: round(seconds, 2),
-      img_per_s: round(images / seconds, 1),
-      val_time_s: round((performance.now() - started) / 1000, 2),
+      train: this.means.means(),
+      lr: this.setup.state.schedule(at.step - 1),
+      badImages: run.badImages,
+      trainSeconds: seconds,
+      images,
+      valSeconds: (performance.now() - started) / 1000,
+      val,
+      valEma,
     };
-    for (const [k, v] of Object.entries(train)) if (k !== "loss") record[`train/${k}`] = v;
-    if (val) Object.assign(record, { "val/loss": val.loss, "val/top1": val.top1, "val/top5": val.top5 });
-    if (valEma) {
-      Object.assign(record, {
-        "val_ema/loss": valEma.loss,
-        "val_ema/top1": valEma.top1,
-        "val_ema/top5": valEma.top5,
-      });
+    at.epoch = epoch + 1;
+    at.epochStep = 0;
+    this.means.reset();
+    const improved = val !== null && (at.bestTop1 === null || val.top1 > at.bestTop1);
+    if (improved) {
+      at.bestTop1 = val.top1;
+      at.bestEpoch = epoch;
     }
     // The record goes first: a crash before the save is undone by the resume's truncation.
-    metrics.append(record);
+    metrics.append(epochRecord(values));
     this.saveLast();
-    const meta = { config: cfg, classes: [...classes], epoch: t.epoch, step: t.step };
-    if (improved) {
-      writeWeights(runPath(runDir, "best"), model.stateDict(), {
-        ...meta,
-        extra: { "val/top1": String(val.top1) },
-      });
-    }
-    if (emaModel) writeWeights(runPath(runDir, "ema"), emaModel.stateDict(), meta);
+    if (improved) this.checkpoints.saveBest(at, val.top1);
+    this.checkpoints.saveEma(at);
     await writeCurves(
-      runPath(runDir, "curves"),
+      runPath(this.setup.runDir, "curves"),
       metrics.read(),
       `${cfg.name} (${cfg.model.preset ?? "custom"})`,
     );
-
     this.lastVal = val;
-    const pct = (x: number) => `${(x * 100).toFixed(1)}%`;
-    const parts = [`epoch ${epoch + 1}/${cfg.train.epochs}`, `train loss ${train.loss?.toFixed(4) ?? "-"}`];
-    if (val)
-      parts.push(`val loss ${val.loss.toFixed(4)}`, `top-1 ${pct(val.top1)}`, `top-5 ${pct(val.top5)}`);
-    if (valEma) parts.push(`EMA top-1 ${pct(valEma.top1)}`);
-    if (run.badImages > 0) parts.push(`${run.badImages} bad image(s) skipped`);
-    if (improved) parts.push("(best)");
-    this.p.progress.print(parts.join("  "));
+    this.setup.progress.print(epochLine(values, cfg.train.epochs, improved));
   }
 
-  private async evaluate(model: VisionTransformer): Promise<Summary> {
-    const { state, valLoader } = this.p;
-    const tally = emptyTally(state.numClasses);
-    const [h, w, c] = state.inputShape;
-    for await (const batch of valLoader!.epoch(0)) {
-      const logits = tf.tidy(() =>
-        classLogits(model.forward(tf.tensor4d(batch.images, [batch.size, h, w, c]), { training: false })),
-      );
-      const values = logits.dataSync();
-      logits.dispose();
-      addBatch(tally, values, batch.labels);
-    }
-    return summarize(tally);
+  /** Val top-1/top-5/loss of `model` (null without val data). */
+  private async validate(model: VisionTransformer): Promise<Summary | null> {
+    const { valLoader } = this.setup;
+    return valLoader ? (await evaluate(model, valLoader)).summary : null;
   }
 
-  /** Optimizer and trainer state first, weights last: both carry the step, so a cut between them is caught. */
   private saveLast(): void {
-    const { state, runDir, model, cfg, classes } = this.p;
-    const { t } = this;
-    const optimizer = state.optimizer.exportState();
-    t.running = this.means.export();
-    t.optimizer = { name: state.optimizer.name, steps: optimizer.steps };
-    writeTrainerState(runPath(runDir, "lastState"), t, optimizer, state.ema?.exportState() ?? null);
-    writeWeights(runPath(runDir, "last"), model.stateDict(), {
-      config: cfg,
-      classes: [...classes],
-      epoch: t.epoch,
-      step: t.step,
-    });
-    this.savedAt = this.position();
+    this.at.running = this.means.export();
+    this.checkpoints.saveLast(this.at);
   }
 
   /** Reads the device-side watch. The weights after a bad step are garbage, so nothing more is saved. */
   private checkFinite(epoch: number): void {
     const bad = this.watch.read();
     if (bad === null) return;
-    const last = this.savedAt
-      ? `the last good checkpoint (${this.savedAt}) is ${runPath(this.p.runDir, "last")}`
+    const { savedAt, lastFile } = this.checkpoints;
+    const last = savedAt
+      ? `the last good checkpoint (${savedAt}) is ${lastFile}`
       : "no checkpoint was saved before it";
     throw new VitError(
       `non-finite loss at step ${bad + 1} (epoch ${epoch + 1}): training stopped; ${last}. ` +
@@ -467,13 +260,13 @@ class Trainer {
 
   private interrupted(): never {
     throw new InterruptedError(
-      `interrupted: saved ${this.savedAt} to ${runPath(this.p.runDir, "last")}; ` +
-        `continue with: vit train --resume ${this.p.runDir}`,
+      `interrupted: saved ${this.checkpoints.savedAt} to ${this.checkpoints.lastFile}; ` +
+        `continue with: vit train --resume ${this.setup.runDir}`,
     );
   }
 
   async dispose(): Promise<void> {
-    const { progress, state, model, emaModel, trainLoader, valLoader } = this.p;
+    const { progress, state, model, emaModel, trainLoader, valLoader } = this.setup;
     progress.endBar();
     state.optimizer.dispose();
     this.means.reset();
@@ -483,9 +276,4 @@ class Trainer {
     state.teacher?.dispose();
     await Promise.all([trainLoader.close(), valLoader?.close()]);
   }
-}
-
-function round(x: number, digits: number): number {
-  const f = 10 ** digits;
-  return Math.round(x * f) / f;
 }

@@ -7,7 +7,8 @@
 import * as tf from "@tensorflow/tfjs";
 import type { OptimizerConfig } from "../config/schema.js";
 import { DataError } from "../errors.js";
-import type { TensorData } from "../io/safetensors.js";
+import type { TensorData } from "../tensor.js";
+import type { OptimizerState } from "../weights/checkpoint.js";
 
 export type NamedVariable = [name: string, variable: tf.Variable];
 export type GradMap = Map<string, tf.Tensor>;
@@ -43,13 +44,6 @@ export function paramGroups(
     }
   }
   return groups;
-}
-
-export interface OptimizerState {
-  /** Moment tensors named `<slot>.<param>` (torch's `exp_avg`, `exp_avg_sq`, `momentum_buffer`). */
-  tensors: Map<string, TensorData>;
-  /** Updates applied to each parameter (torch keeps a `step` per parameter). */
-  steps: Record<string, number>;
 }
 
 export interface Optimizer {

@@ -24,9 +24,9 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import * as tf from "@tensorflow/tfjs";
 import { ConfigError, DataError } from "../errors.js";
-import { loadInferenceModel } from "../eval/model_source.js";
 import { readSafetensorsHeader } from "../io/safetensors.js";
-import { runPath } from "./run_dir.js";
+import { loadInferenceModel } from "../weights/model_source.js";
+import { runPath } from "../weights/run_dir.js";
 
 export interface Teacher {
   /** One line for the start-up summary: what was loaded and how the batch is adapted. */

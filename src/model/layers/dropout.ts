@@ -1,7 +1,7 @@
 /** torch.nn.Dropout: zero each element with probability `rate` in training, scale the rest by 1/(1-rate). */
 import * as tf from "@tensorflow/tfjs";
+import type { Rng } from "../../random.js";
 import { type ForwardContext, Identity, Layer } from "../module.js";
-import type { Rng } from "../random.js";
 
 /** A `size`-element mask of 0 and 1/keep drawn from `rng`: the one Bernoulli draw dropout and drop path share. */
 export function keepMask(size: number, keep: number, rng: Rng): Float32Array {

@@ -27,12 +27,15 @@ function layerNorm(eps: number): (x: tf.Tensor, weight: tf.Tensor, bias: tf.Tens
   );
 }
 
+/** timm's LayerNorm eps everywhere in ViT/DeiT (partial(nn.LayerNorm, eps=1e-6)). */
+export const LAYER_NORM_EPS = 1e-6;
+
 export class LayerNorm extends Layer {
   private readonly op: ReturnType<typeof layerNorm>;
 
   constructor(
     readonly dim: number,
-    readonly eps = 1e-6,
+    readonly eps = LAYER_NORM_EPS,
   ) {
     super();
     this.addParam("weight", [dim], "norm");

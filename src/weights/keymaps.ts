@@ -9,9 +9,8 @@ import * as fs from "node:fs";
 import { z } from "zod";
 import type { ModelConfig } from "../config/schema.js";
 import { DataError } from "../errors.js";
-import type { TensorData } from "./safetensors.js";
-
-export type StateDict = Map<string, TensorData>;
+import { LAYER_NORM_EPS } from "../model/layers/layer_norm.js";
+import type { StateDict, TensorData } from "../tensor.js";
 
 export interface DetectedNaming {
   naming: "timm" | "hf";
@@ -321,7 +320,7 @@ export function toHfConfig(
     hidden_act: "gelu",
     hidden_dropout_prob: 0,
     attention_probs_dropout_prob: 0,
-    layer_norm_eps: 1e-6,
+    layer_norm_eps: LAYER_NORM_EPS,
     image_size: model.img_size,
     patch_size: model.patch_size,
     num_channels: model.in_chans,

@@ -9,18 +9,18 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import { type Config, loadConfig, resolveConfig } from "../config/index.js";
 import { UsageError } from "../errors.js";
-import { readLabels } from "../eval/model_source.js";
 import { initialValues } from "../model/init.js";
+import { VisionTransformer } from "../model/vision_transformer.js";
+import type { TensorData } from "../tensor.js";
+import { writeWeights } from "./checkpoint.js";
+import { readLabels } from "./model_source.js";
 import {
   adaptStateDict,
   archFromStateDict,
   configFromWeights,
   type PretrainedReport,
   readPretrained,
-} from "../model/pretrained.js";
-import { VisionTransformer } from "../model/vision_transformer.js";
-import { writeWeights } from "../train/checkpoint.js";
-import type { TensorData } from "./safetensors.js";
+} from "./pretrained.js";
 
 export interface ImportOptions {
   out: string;

@@ -2,7 +2,7 @@
  * The model registry: every variant by its timm name, with the preprocessing it was trained
  * with (timm's pretrained_cfg). `model.preset` in a config starts from one of these.
  */
-import type { DataConfig, ModelConfig } from "../config/schema.js";
+import type { DataConfig, ModelConfig } from "./schema.js";
 
 export type PresetArch = Partial<
   Pick<

@@ -20,8 +20,7 @@
  * unexpected (e.g. a MAP head, which this framework does not have).
  */
 import { DataError } from "../errors.js";
-import type { StateDict } from "./keymaps.js";
-import type { TensorData } from "./safetensors.js";
+import type { StateDict, TensorData } from "../tensor.js";
 
 const PREFIXES = ["", "opt/target/", "params/", "params/img/"];
 

@@ -8,11 +8,19 @@
  */
 import type { Config } from "../config/schema.js";
 import { DataError } from "../errors.js";
-import { readSafetensors, type TensorData, writeSafetensors } from "../io/safetensors.js";
-import type { OptimizerState } from "./optimizer.js";
+import { readSafetensors, writeSafetensors } from "../io/safetensors.js";
+import type { TensorData } from "../tensor.js";
+
+/** What an optimizer carries from step to step, as the state file stores it. */
+export interface OptimizerState {
+  /** Moment tensors named `<slot>.<param>` (torch's `exp_avg`, `exp_avg_sq`, `momentum_buffer`). */
+  tensors: Map<string, TensorData>;
+  /** Updates applied to each parameter (torch keeps a `step` per parameter). */
+  steps: Record<string, number>;
+}
 
 /** Where the run is: every random draw is a function of (seed, epoch, step), so this is the RNG state too. */
-export interface TrainerState {
+export interface RunProgress {
   /** The epoch in progress (0-based); `epochStep` optimizer steps of it are done. */
   epoch: number;
   epochStep: number;
@@ -66,23 +74,23 @@ export function readCheckpointMetadata(
   return { config: parse("config"), classes };
 }
 
-export function writeTrainerState(
+export function writeRunProgress(
   file: string,
-  state: TrainerState,
+  progress: RunProgress,
   optimizer: OptimizerState,
   ema: Map<string, TensorData> | null,
 ): void {
   const tensors = new Map<string, TensorData>();
   for (const [name, t] of optimizer.tensors) tensors.set(`optimizer.${name}`, t);
   for (const [name, t] of ema ?? []) tensors.set(name, t);
-  writeSafetensors(file, tensors, { trainer: JSON.stringify(state), step: String(state.step) });
+  writeSafetensors(file, tensors, { trainer: JSON.stringify(progress), step: String(progress.step) });
 }
 
 export interface LoadedRunState {
   weights: Map<string, TensorData>;
   classes: string[];
   config: unknown;
-  trainer: TrainerState;
+  progress: RunProgress;
   optimizer: OptimizerState;
   ema: Map<string, TensorData>;
 }
@@ -92,7 +100,7 @@ export function readRunState(weightsFile: string, stateFile: string): LoadedRunS
   const s = readSafetensors(stateFile);
   const { config, classes } = readCheckpointMetadata(weightsFile, w.metadata);
   if (s.metadata.trainer === undefined) throw new DataError(`${stateFile}: __metadata__ has no "trainer"`);
-  const trainer = JSON.parse(s.metadata.trainer) as TrainerState;
+  const progress = JSON.parse(s.metadata.trainer) as RunProgress;
   if (w.metadata.step !== s.metadata.step) {
     throw new DataError(
       `${stateFile} is from step ${s.metadata.step} but ${weightsFile} from step ${w.metadata.step}: the last save was cut short`,
@@ -108,8 +116,8 @@ export function readRunState(weightsFile: string, stateFile: string): LoadedRunS
     weights: w.tensors,
     classes,
     config,
-    trainer,
-    optimizer: { tensors: optimizerTensors, steps: trainer.optimizer.steps },
+    progress,
+    optimizer: { tensors: optimizerTensors, steps: progress.optimizer.steps },
     ema,
   };
 }

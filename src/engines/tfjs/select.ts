@@ -1,13 +1,13 @@
 /**
- * Picks the tfjs backend (DESIGN.md "Backends"). `auto` tries, in order, @tensorflow/tfjs-node-gpu
+ * Picks the tfjs backend (docs/design.md "Engines and backends"). `auto` tries, in order, @tensorflow/tfjs-node-gpu
  * (CUDA), @tensorflow/tfjs-node (both register the backend "tensorflow"), wasm, cpu. The native
  * packages are optional and loaded by dynamic import, so nothing breaks when they are absent.
- * wasm starts through src/backend_wasm.ts, on `threads` threads (config runtime.threads).
+ * wasm starts through src/engines/tfjs/wasm_threads.ts, on `threads` threads (config runtime.threads).
  */
 import os from "node:os";
 import * as tf from "@tensorflow/tfjs";
-import type { BackendName } from "./config/schema.js";
-import { UsageError, VitError } from "./errors.js";
+import type { BackendName } from "../../config/schema.js";
+import { UsageError, VitError } from "../../errors.js";
 
 /** The native packages, fastest first. Both need libtensorflow 2.9.1, which they download at install. */
 export const NATIVE_PACKAGES = ["@tensorflow/tfjs-node-gpu", "@tensorflow/tfjs-node"] as const;
@@ -102,7 +102,7 @@ export function describeBackend(choice: BackendChoice): string {
 
 /**
  * Starts wasm on `threads` threads, or on one with a note when the multi-threaded build fails
- * (it is tfjs's, loaded in a way tfjs does not support in Node: see src/backend_wasm.ts).
+ * (it is tfjs's, loaded in a way tfjs does not support in Node: see wasm_threads.ts).
  * A string is why wasm cannot start at all.
  */
 async function tryWasm(
@@ -112,7 +112,7 @@ async function tryWasm(
   const missing = await importPackage(WASM_PACKAGE, importer);
   if (missing !== undefined) return missing;
   // Imported only now: it imports the wasm package itself.
-  const { initWasm } = await import("./backend_wasm.js");
+  const { initWasm } = await import("./wasm_threads.js");
   let note: string | undefined;
   if (threads > 1) {
     try {

@@ -6,9 +6,9 @@
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { z } from "zod";
+import { PRESETS } from "../config/presets.js";
 import { type DataConfig, interpolations, type ModelConfig } from "../config/schema.js";
 import { DataError } from "../errors.js";
-import { PRESETS } from "../model/presets.js";
 import { parseHfConfig } from "./keymaps.js";
 
 /** What a config file beside the weights says. */

@@ -4,9 +4,9 @@
  * parameter specs (declared, never allocated), so they cannot drift from what training writes.
  */
 import { DataError } from "../errors.js";
-import { compareStateDict } from "../model/module.js";
-import type { VisionTransformer } from "../model/vision_transformer.js";
-import type { TensorData } from "./safetensors.js";
+import type { TensorData } from "../tensor.js";
+import { compareStateDict } from "./module.js";
+import type { VisionTransformer } from "./vision_transformer.js";
 
 /**
  * Throws one DataError listing every missing, unexpected and wrongly shaped tensor, so a file

@@ -5,18 +5,19 @@
  *   config in the layout of timm's Hugging Face hub `config.json` (`architecture`, `num_classes`,
  *   `model_args`, `pretrained_cfg`, `label_names`), so `timm.create_model(architecture,
  *   num_classes=..., **model_args)` rebuilds the model the weights load into.
- * - onnx: the eval-mode graph (src/io/onnx.ts), with the classes and config as metadata.
+ * - onnx: the eval-mode graph (src/engines/onnxruntime/inference.ts), with the classes and config as metadata.
  */
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { resolveConfig } from "../config/index.js";
 import type { Config } from "../config/schema.js";
+import { exportOnnx } from "../engines/onnxruntime/inference.js";
+import { writeFileAtomic } from "../io/atomic.js";
+import { readSafetensors, writeSafetensors } from "../io/safetensors.js";
+import { checkTimmStateDict } from "../model/timm_spec.js";
 import { VisionTransformer } from "../model/vision_transformer.js";
-import { readCheckpointMetadata } from "../train/checkpoint.js";
-import { writeFileAtomic } from "./atomic.js";
-import { exportOnnx } from "./onnx.js";
-import { readSafetensors, type TensorData, writeSafetensors } from "./safetensors.js";
-import { checkTimmStateDict } from "./timm_spec.js";
+import type { TensorData } from "../tensor.js";
+import { readCheckpointMetadata } from "./checkpoint.js";
 
 export type ExportFormat = "onnx" | "timm";
 

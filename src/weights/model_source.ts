@@ -9,11 +9,12 @@ import * as path from "node:path";
 import { type Config, loadConfig, resolveConfig } from "../config/index.js";
 import { DataError, UsageError } from "../errors.js";
 import { isNpz } from "../io/npz.js";
-import { readSafetensors, readSafetensorsHeader, type TensorData } from "../io/safetensors.js";
-import { loadPretrained, readPretrained } from "../model/pretrained.js";
+import { readSafetensors, readSafetensorsHeader } from "../io/safetensors.js";
 import { createModel, type VisionTransformer } from "../model/vision_transformer.js";
-import { readCheckpointMetadata } from "../train/checkpoint.js";
-import { runPath } from "../train/run_dir.js";
+import type { TensorData } from "../tensor.js";
+import { readCheckpointMetadata } from "./checkpoint.js";
+import { loadPretrained, readPretrained } from "./pretrained.js";
+import { runPath } from "./run_dir.js";
 
 export interface ModelSourceOptions {
   run?: string;
@@ -110,7 +111,7 @@ function loadCheckpoint(file: string, o: ModelSourceOptions): Loaded {
 
 /**
  * Plain timm / Hugging Face / Google .npz weights with --model or --config, loaded as
- * `model.pretrained` is (src/model/pretrained.ts): names converted, pos_embed resampled to the
+ * `model.pretrained` is (src/weights/pretrained.ts): names converted, pos_embed resampled to the
  * config's image size, class names from a config.json beside the file unless --labels.
  */
 function loadPlainWeights(file: string, o: ModelSourceOptions): Loaded {

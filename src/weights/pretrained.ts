@@ -1,7 +1,7 @@
 /**
  * Starting a model from pretrained weights, as timm's `load_pretrained` + `checkpoint_filter_fn`
  * do: a safetensors file with timm names (a timm hub file, or a checkpoint of this framework) or
- * Hugging Face names (detected, see src/io/keymaps.ts), or an original Google ViT `.npz`
+ * Hugging Face names (detected, see src/weights/keymaps.ts), or an original Google ViT `.npz`
  * (src/io/jax_vit.ts). Then, for the model at hand:
  *
  * - pos_embed is resampled when the file's patch grid differs (bicubic, antialiased; prefix tokens
@@ -18,17 +18,20 @@
  * (which no tensor shape shows, so it is checked), the class names, and for timm's, the
  * preprocessing.
  */
+
+import { PRESETS } from "../config/presets.js";
 import type { DataConfig, ModelConfig } from "../config/schema.js";
 import { DataError, UsageError } from "../errors.js";
-import { jaxVitToTimm } from "../io/jax_vit.js";
-import { type StateDict, toTimmNames } from "../io/keymaps.js";
 import { isNpz, readNpz } from "../io/npz.js";
-import { readSafetensors, type TensorData } from "../io/safetensors.js";
-import { readSideConfig, type SideConfig } from "../io/side_config.js";
-import { resamplePosEmbed } from "./layers/pos_embed.js";
-import { compareStateDict } from "./module.js";
-import { PRESETS } from "./presets.js";
-import type { VisionTransformer } from "./vision_transformer.js";
+import { readSafetensors } from "../io/safetensors.js";
+import { LAYER_NORM_EPS } from "../model/layers/layer_norm.js";
+import { resamplePosEmbed } from "../model/layers/pos_embed.js";
+import { compareStateDict, listKeys } from "../model/module.js";
+import type { VisionTransformer } from "../model/vision_transformer.js";
+import type { StateDict, TensorData } from "../tensor.js";
+import { jaxVitToTimm } from "./jax_vit.js";
+import { toTimmNames } from "./keymaps.js";
+import { readSideConfig, type SideConfig } from "./side_config.js";
 
 export type WeightsFormat = "timm" | "hf" | "npz";
 
@@ -63,7 +66,6 @@ export interface PretrainedReport {
 }
 
 /** timm's LayerNorm eps, which this framework always uses. */
-const LAYER_NORM_EPS = 1e-6;
 const PREFIX_TOKENS = ["cls_token", "dist_token"];
 
 /** Reads a weights file (safetensors or .npz) and its side config, with timm names. */
@@ -319,8 +321,4 @@ function archDiff(sd: ReadonlyMap<string, TensorData>, cfg: ModelConfig): string
 function squareGrid(n: number): number | null {
   const g = Math.round(Math.sqrt(n));
   return g > 0 && g * g === n ? g : null;
-}
-
-function listKeys(keys: string[], n: number): string {
-  return keys.slice(0, n).join(", ") + (keys.length > n ? `, ... (${keys.length} in all)` : "");
 }

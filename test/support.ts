@@ -1,0 +1,67 @@
+/** What many test files share: where things are, the CLI runner, and closeness within a tolerance. */
+import assert from "node:assert/strict";
+import { type ChildProcess, spawn } from "node:child_process";
+import * as path from "node:path";
+
+export const ROOT = path.resolve(import.meta.dirname, "..");
+/** Golden data made by timm itself (README there). */
+export const FIXTURES = path.join(import.meta.dirname, "fixtures", "timm-parity");
+const CLI = path.join(ROOT, "cli", "index.ts");
+/** Named by its full path: the children may run in a temp folder. */
+const TSX = import.meta.resolve("tsx");
+
+export interface CliRun {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+export interface CliOptions {
+  cwd: string;
+  env?: NodeJS.ProcessEnv;
+  /** Called with all of stderr so far whenever more arrives (to signal the child mid-run). */
+  onStderr?: (text: string, child: ChildProcess) => void;
+}
+
+/** Runs the real `vit` from source (no build needed); resolves when the child exits. */
+export function runVit(args: string[], { cwd, env, onStderr }: CliOptions): Promise<CliRun> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, ["--import", TSX, CLI, ...args], {
+      cwd,
+      env: { ...process.env, ...env },
+    });
+    let stdout = "";
+    let stderr = "";
+    child.stdout.on("data", (d) => {
+      stdout += d;
+    });
+    child.stderr.on("data", (d) => {
+      stderr += d;
+      onStderr?.(stderr, child);
+    });
+    child.on("error", reject);
+    child.on("close", (code) => resolve({ code, stdout, stderr }));
+  });
+}
+
+/**
+ * Fails on the first element with |got - want| > tol + tol·|want| (the fixtures' tolerance
+ * form); returns the largest absolute difference seen.
+ */
+export function assertClose(
+  got: ArrayLike<number>,
+  want: ArrayLike<number>,
+  tol: number,
+  what: string,
+): number {
+  assert.equal(got.length, want.length, `${what}: ${got.length} values, want ${want.length}`);
+  let worst = 0;
+  for (let i = 0; i < want.length; i++) {
+    const err = Math.abs(got[i] - want[i]);
+    if (!(err <= tol + tol * Math.abs(want[i]))) {
+      assert.fail(`${what}[${i}]: got ${got[i]}, want ${want[i]} (|diff| ${err.toExponential(2)})`);
+    }
+    worst = Math.max(worst, err);
+  }
+  return worst;
+}
