@@ -4,8 +4,9 @@
 //
 // vit_tiny_patch16_224 with random weights (1000 classes) is served by the real `vit serve` in a child
 // process on 127.0.0.1 (its request log discarded); autocannon posts one 224 px JPEG per request at
-// concurrency 1, 8 and 32 for --seconds each, then a soak of --soak requests at concurrency 32 (stopped
-// after --soak-max-s), reading the server's RSS before and after it.
+// concurrency 1, 8 and 32, about --seconds each (a request count from the engine's speed, timed to the
+// last answer), then a soak of --soak requests at concurrency 32 (stopped after --soak-max-s), reading
+// the server's RSS before and after it.
 //
 // Before the server starts, this process measures the engine alone on the same checkpoint: batch
 // inference images/s at the server's --max-batch (predict's forward, batchLogits, on already-decoded
@@ -146,11 +147,11 @@ interface Load {
   failed: number;
 }
 
-/** autocannon on POST /predict: for `duration` seconds, or `amount` requests (stopped after `maxS`). */
+/** autocannon on POST /predict: `amount` requests, stopped after `maxS` seconds if not done. */
 async function load(
   url: string,
   body: Buffer,
-  o: { connections: number; duration?: number; amount?: number; maxS?: number },
+  o: { connections: number; amount: number; maxS: number },
 ): Promise<Load> {
   let stop: NodeJS.Timeout | undefined;
   const r = await new Promise<autocannon.Result>((resolve, reject) => {
@@ -163,11 +164,11 @@ async function load(
         connections: o.connections,
         // A slow machine answers late rather than not at all: count the latency, not a timeout.
         timeout: 120,
-        ...(o.amount ? { amount: o.amount } : { duration: o.duration }),
+        amount: o.amount,
       },
       (err, result) => (err ? reject(err) : resolve(result)),
     );
-    if (o.maxS) stop = setTimeout(() => instance.stop(), o.maxS * 1000);
+    stop = setTimeout(() => instance.stop(), o.maxS * 1000);
   });
   clearTimeout(stop);
   // Requests still in the server when the load generator stops must not slow the next phase.
@@ -195,12 +196,16 @@ try {
   const started = await startServer(run);
   server = started.child;
   const { url } = started;
-  process.stderr.write(`serving at ${url}; warming up...\n`);
-  await load(url, body, { connections: 8, duration: 3 });
+  process.stderr.write(`serving at ${url}; warming up with full batches...\n`);
+  await load(url, body, { connections: 32, amount: 2 * maxBatch, maxS: 4 * seconds + 60 });
+  // Each phase is a number of requests (about --seconds at the engine's speed, at least 4 rounds),
+  // timed to its last answer: a fixed duration would cut off the batch in flight when it ends.
+  const expected = (c: number) => Math.min(engine.batchImgS, (c * 1000) / engine.singleMs);
   const loads: Load[] = [];
   for (const connections of [1, 8, 32]) {
-    process.stderr.write(`concurrency ${connections}, ${seconds} s...\n`);
-    loads.push(await load(url, body, { connections, duration: seconds }));
+    const amount = Math.max(4 * connections, Math.ceil(seconds * expected(connections)));
+    process.stderr.write(`concurrency ${connections}: ${amount} requests...\n`);
+    loads.push(await load(url, body, { connections, amount, maxS: 4 * seconds + 60 }));
   }
   const rssBefore = rssMb(server.pid!);
   process.stderr.write(`soak: ${soakRequests} requests at concurrency 32 (at most ${soakMaxS} s)...\n`);
