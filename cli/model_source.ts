@@ -3,8 +3,8 @@
  * checkpoint, or a plain timm / Hugging Face weights file with --model or --config (and --labels).
  */
 import type { Command } from "commander";
-import type { BackendChoice } from "../src/engines/tfjs/select.js";
 import type { BackendName } from "../src/config/schema.js";
+import type { BackendChoice } from "../src/engines/tfjs/select.js";
 import type { InferenceModel, ModelSourceOptions } from "../src/weights/model_source.js";
 import { backendOption, startBackend, threadsOption } from "./options.js";
 

@@ -5,8 +5,8 @@
 import * as fs from "node:fs";
 import * as path from "node:path";
 import type { Config } from "../src/config/index.js";
-import type { StateDict } from "../src/tensor.js";
 import { createModel } from "../src/model/vision_transformer.js";
+import type { StateDict } from "../src/tensor.js";
 import { writeWeights } from "../src/weights/checkpoint.js";
 
 /**

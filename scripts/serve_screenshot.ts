@@ -11,11 +11,11 @@ import * as os from "node:os";
 import * as path from "node:path";
 import { fileURLToPath } from "node:url";
 import sharp from "sharp";
-import { describeBackend, initBackend } from "../src/engines/tfjs/select.js";
 import { resolveConfig } from "../src/config/index.js";
-import { loadInferenceModel } from "../src/weights/model_source.js";
+import { describeBackend, initBackend } from "../src/engines/tfjs/select.js";
 import { ServeOptionsSchema } from "../src/serve/options.js";
 import { createServer } from "../src/serve/server.js";
+import { loadInferenceModel } from "../src/weights/model_source.js";
 import { launchChromium } from "./chromium.js";
 import { writeRandomRun } from "./random_run.js";
 

@@ -6,9 +6,9 @@ import type { AddressInfo } from "node:net";
 import * as path from "node:path";
 import { writeRandomRun } from "../scripts/random_run.js";
 import { type Config, resolveConfig } from "../src/config/index.js";
-import { loadInferenceModel } from "../src/weights/model_source.js";
 import { type ServeOptions, ServeOptionsSchema } from "../src/serve/options.js";
 import { createServer, type Server } from "../src/serve/server.js";
+import { loadInferenceModel } from "../src/weights/model_source.js";
 
 export const S = 16;
 

@@ -50,6 +50,11 @@ export class Batcher {
     return this.queue.length;
   }
 
+  /** True once `drain` was called: the server is stopping. */
+  get stopping(): boolean {
+    return this.draining;
+  }
+
   /** Reserves room for `n` images; false when the queue is full (the caller answers 503). */
   admit(n: number): boolean {
     if (this.draining || this.admitted + n > this.limits.maxQueue) return false;

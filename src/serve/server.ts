@@ -17,10 +17,10 @@ import Fastify, { type FastifyInstance, type FastifyRequest } from "fastify";
 import { explainImage } from "../attention/explain.js";
 import { rolloutOverlayPng } from "../attention/figure.js";
 import { BadImageError, type ImageInput, probeImage } from "../data/decode.js";
-import type { InferenceModel } from "../weights/model_source.js";
 import { type PredictResult, topPredictions } from "../predict/format.js";
 import { EvalTransform } from "../predict/pixels.js";
 import { batchLogits } from "../predict/predict.js";
+import type { InferenceModel } from "../weights/model_source.js";
 import { Batcher } from "./batcher.js";
 import type { ServeOptions } from "./options.js";
 
@@ -151,9 +151,10 @@ export async function createServer(ctx: ServerContext): Promise<Server> {
   async function bounded<T>(req: FastifyRequest, n: number, work: (signal: AbortSignal) => Promise<T>) {
     req.images = n;
     if (!batcher.admit(n)) {
-      throw new HttpError(503, `busy: ${batcher.inFlight} images in flight (--max-queue ${o.maxQueue})`, {
-        "retry-after": String(batcher.retryAfter()),
-      });
+      const why = batcher.stopping
+        ? "the server is stopping"
+        : `busy: ${batcher.inFlight} images in flight (--max-queue ${o.maxQueue})`;
+      throw new HttpError(503, why, { "retry-after": String(batcher.retryAfter()) });
     }
     const timeout = new AbortController();
     const running = work(timeout.signal);
