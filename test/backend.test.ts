@@ -15,7 +15,7 @@ import { UsageError } from "../src/errors.js";
 
 /** Node's error for a package that is not installed. */
 function notFound(pkg: string): Error {
-  return Object.assign(new Error(`Cannot find package '${pkg}' imported from /x/src/backend.ts`), {
+  return Object.assign(new Error(`Cannot find package '${pkg}' imported from /x/src/engines/tfjs/select.ts`), {
     code: "ERR_MODULE_NOT_FOUND",
   });
 }
@@ -79,7 +79,7 @@ test("wasm falls back to 1 thread, with a note, when the multi-threaded build ca
   const script = `
     const Memory = WebAssembly.Memory;
     WebAssembly.Memory = function (d) { if (d.shared) throw new Error("no shared memory"); return new Memory(d); };
-    const { initBackend } = await import("./src/backend.ts");
+    const { initBackend } = await import("./src/engines/tfjs/select.ts");
     console.log(JSON.stringify(await initBackend("wasm", { threads: 2 })));
   `;
   const r = spawnSync(process.execPath, ["--import", "tsx", "--input-type=module", "-e", script], {

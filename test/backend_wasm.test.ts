@@ -133,7 +133,7 @@ test("the threaded build runs on 2 threads, matches 1 thread bit for bit, and ex
   const script = `
     import { createHash } from "node:crypto";
     import * as tf from "@tensorflow/tfjs";
-    import { initWasm } from "./src/backend_wasm.ts";
+    import { initWasm } from "./src/engines/tfjs/wasm_threads.ts";
     const threads = await initWasm({ threads: Number(process.env.THREADS) });
     const a = tf.randomNormal([300, 200], 0, 1, "float32", 1);
     const b = tf.randomNormal([200, 260], 0, 1, "float32", 2);
