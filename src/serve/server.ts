@@ -52,6 +52,8 @@ export interface Server {
 }
 
 const PAGE = new URL("./page.html", import.meta.url);
+/** Text fields a form may carry beside its images (ignored; a browser form may add some). */
+const FORM_FIELDS = 16;
 /** The name a raw-body image answers under (a multipart file answers under its file name). */
 const BODY = "body";
 
@@ -122,7 +124,13 @@ export async function createServer(ctx: ServerContext): Promise<Server> {
   if (o.cors) await app.register(cors, { origin: o.cors });
   await app.register(multipart, {
     throwFileSizeLimit: false,
-    limits: { fileSize: o.maxImageBytes, files: o.maxImages, parts: o.maxImages + 16, fieldSize: 1024 },
+    limits: {
+      fileSize: o.maxImageBytes,
+      files: o.maxImages,
+      fields: FORM_FIELDS,
+      parts: o.maxImages + FORM_FIELDS,
+      fieldSize: 1024,
+    },
   });
   app.addContentTypeParser(/^image\//, { parseAs: "buffer" }, (_req, body, done) => done(null, body));
 
