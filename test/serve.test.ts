@@ -324,7 +324,16 @@ describe("batcher", () => {
   });
 });
 
-describe("vit serve (child process): signals", () => {
+describe("vit serve (child process): options and signals", () => {
+  test("bad options: exit 2 with one line naming the flag", async () => {
+    const queue = await runVit(["serve", "--run", run, "--max-queue", "4", "--max-batch", "8"], { cwd: dir });
+    assert.equal(queue.code, 2);
+    assert.equal(queue.stderr, "vit serve: --max-queue is less than --max-batch: a batch could never fill\n");
+    const port = await runVit(["serve", "--run", run, "--port", "70000"], { cwd: dir });
+    assert.equal(port.code, 2);
+    assert.match(port.stderr, /--port.*expected a port number 0\.\.65535, got "70000"/);
+  });
+
   for (const [signal, code] of [
     ["SIGTERM", 0],
     ["SIGINT", 130],

@@ -64,11 +64,6 @@ export function register(program: Command): void {
       });
       if (!parsed.success) throw new UsageError(`vit serve: ${parsed.error.issues[0].message}`);
       const options = parsed.data;
-      if (options.maxQueue < options.maxBatch) {
-        throw new UsageError(
-          `--max-queue ${options.maxQueue} is less than --max-batch ${options.maxBatch}: a batch could never fill`,
-        );
-      }
       const im = await loadModelFromFlags(flags);
       const { describeBackend } = await import("../../src/engines/tfjs/select.js");
       const engine = describeBackend(im.backend);
