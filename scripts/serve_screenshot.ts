@@ -1,15 +1,17 @@
 /// <reference lib="dom" />
 /**
- * `npm run docs:screenshot`: the page of `vit serve` as docs/serve.md shows it, at 1280x800
- * (docs/serve-page.png) and at phone width (docs/serve-page-phone.png), taken in headless chromium
- * with an image picked. The model is vit_tiny_patch16_224 with random weights and a classifier
- * bias that ranks five made-up classes, so the bars have a shape; its answers mean nothing.
+ * `npm run docs:screenshot -- [--run DIR --image FILE]`: the page of `vit serve` as docs/serve.md
+ * shows it, at 1280x800 (docs/serve-page.png) and at phone width (docs/serve-page-phone.png), taken
+ * in headless chromium with an image picked. With --run, that run's model and --image; without,
+ * vit_tiny_patch16_224 with random weights and a classifier bias that ranks five made-up classes
+ * (so the bars have a shape; its answers mean nothing) on a drawn picture of a bird.
  */
 import * as fs from "node:fs";
 import type { AddressInfo } from "node:net";
 import * as os from "node:os";
 import * as path from "node:path";
 import { fileURLToPath } from "node:url";
+import { parseArgs } from "node:util";
 import sharp from "sharp";
 import { resolveConfig } from "../src/config/index.js";
 import { describeBackend, initBackend } from "../src/engines/tfjs/select.js";
@@ -42,9 +44,12 @@ function scene(): Promise<Buffer> {
   return sharp(Buffer.from(svg)).jpeg({ quality: 90 }).toBuffer();
 }
 
-const dir = fs.mkdtempSync(path.join(os.tmpdir(), "vit-serve-shot-"));
-try {
-  const backend = await initBackend("auto");
+const { values: args } = parseArgs({ options: { run: { type: "string" }, image: { type: "string" } } });
+if (!args.run !== !args.image) throw new Error("give --run DIR and --image FILE together, or neither");
+
+/** The run and image to show: the ones named, or a random model and the drawn bird. */
+async function subject(dir: string): Promise<{ run: string; image: string }> {
+  if (args.run && args.image) return { run: args.run, image: args.image };
   const config = resolveConfig(
     { name: "demo", model: { preset: "vit_tiny_patch16_224" } },
     { source: "demo" },
@@ -52,6 +57,13 @@ try {
   const run = writeRandomRun(path.join(dir, "run"), config, CLASSES, { headBias: [2.4, 1.1, 0.5, -0.4, -1] });
   const image = path.join(dir, "goldfinch.jpg");
   fs.writeFileSync(image, await scene());
+  return { run, image };
+}
+
+const dir = fs.mkdtempSync(path.join(os.tmpdir(), "vit-serve-shot-"));
+try {
+  const backend = await initBackend("auto");
+  const { run, image } = await subject(dir);
   const model = loadInferenceModel({ run });
   const server = await createServer({
     model,

@@ -249,14 +249,22 @@ describe("vit serve: bad input and limits", () => {
 
 describe("vit serve: queue and time limits", () => {
   test("a full queue: 503 with Retry-After; the queued request is still answered", async () => {
-    const s = await startServer(run, { maxBatch: 8, batchWindowMs: 1000, maxQueue: 1 });
+    const s = await startServer(run, { maxBatch: 2, batchWindowMs: 1000, maxQueue: 2 });
     try {
       const first = raw(`${s.url}/predict`, bytes("a.png"));
       await waitFor("one image queued", async () => (await json(fetch(`${s.url}/healthz`))).queued === 1);
-      const r = await raw(`${s.url}/predict`, bytes("a.png"));
+      const two = form([
+        ["a.png", bytes("a.png")],
+        ["c.jpg", bytes("c.jpg")],
+      ]);
+      const r = await fetch(`${s.url}/predict`, { method: "POST", body: two });
       assert.equal(r.status, 503);
       assert.match(r.headers.get("retry-after") ?? "", /^[1-9]\d*$/);
-      assert.match((await json(r)).error, /--max-queue 1/);
+      assert.equal((await json(r)).error, "busy: 1 images in flight (--max-queue 2)");
+      const three = form(["a.png", "c.jpg", "wide.png"].map((n) => [n, bytes(n)] as [string, Buffer]));
+      const never = await fetch(`${s.url}/predict`, { method: "POST", body: three });
+      assert.equal(never.status, 413);
+      assert.equal((await json(never)).error, "3 images is more than --max-queue 2");
       assert.equal((await first).status, 200);
     } finally {
       await s.close();
@@ -294,6 +302,29 @@ describe("batcher", () => {
     const out = await Promise.all([p("a"), p("b"), q("x"), p("c"), p("d"), p("e")]);
     assert.deepEqual(out, ["A", "B", "X", "C", "D", "E"]);
     assert.deepEqual(runs, [["a", "b", "c", "d"], ["x"], ["e"]]);
+  });
+
+  test("images admitted and still decoding stretch the window (up to 4 windows) to join the batch", async () => {
+    const b = new Batcher({ maxBatch: 8, windowMs: 30, maxQueue: 100 });
+    const runs: number[][] = [];
+    const p = b.lane<number, number>("p", async (xs) => {
+      runs.push(xs);
+      return xs;
+    });
+    assert.ok(b.admit(3));
+    const first = p(1);
+    // Past the window, but two admitted images are not queued yet: the batch waits for them.
+    await new Promise((r) => setTimeout(r, 60));
+    assert.deepEqual(runs, []);
+    await Promise.all([first, p(2), p(3)]);
+    assert.deepEqual(runs, [[1, 2, 3]]);
+    b.release(3);
+    // An admitted image that never comes holds the batch 4 windows at most.
+    assert.ok(b.admit(2));
+    const start = performance.now();
+    await p(4);
+    assert.ok(performance.now() - start >= 4 * 30 - 1);
+    assert.deepEqual(runs, [[1, 2, 3], [4]]);
   });
 
   test("a failing batch rejects its jobs only; an aborted job leaves the queue", async () => {

@@ -1,10 +1,15 @@
 /**
  * Dynamic batching: images from concurrent requests wait in one queue and share a forward pass.
  * A batch starts when `maxBatch` images of one kind are waiting, or when the oldest has waited
- * `windowMs`; one batch runs at a time (the engine is one). Admission is bounded: `admit(n)`
- * refuses when the images admitted and not yet released would exceed `maxQueue`, so memory is
- * bounded however many clients connect.
+ * `windowMs` and no admitted image is still being decoded (a burst of requests joins one batch
+ * even when decoding it takes longer than the window), but never later than WINDOW_STRETCH
+ * windows. One batch runs at a time (the engine is one). Admission is bounded: `admit(n)` refuses
+ * when the images admitted and not yet released would exceed `maxQueue`, so memory is bounded
+ * however many clients connect.
  */
+
+/** The longest a batch waits for images still being decoded, in windows. */
+const WINDOW_STRETCH = 4;
 
 /** Runs one batch: one output per input, in order. */
 export type Runner<I, O> = (inputs: I[]) => Promise<O[]>;
@@ -28,6 +33,8 @@ export class Batcher {
   private readonly runners = new Map<string, Runner<unknown, unknown>>();
   private admitted = 0;
   private running = false;
+  /** Images in the batch running now. */
+  private inBatch = 0;
   private draining = false;
   private timer: NodeJS.Timeout | null = null;
   /** Images per second of the last batch, for Retry-After. */
@@ -105,17 +112,23 @@ export class Batcher {
     const waited = performance.now() - this.queue[0].enqueued;
     const kind = this.queue[0].kind;
     const ready = this.queue.filter((j) => j.kind === kind).length;
-    if (this.draining || ready >= this.limits.maxBatch || waited >= this.limits.windowMs) {
+    // Admitted images neither queued nor running are being decoded: they join in a moment.
+    const decoding = this.admitted - this.queue.length - this.inBatch;
+    const window = this.limits.windowMs;
+    const due = decoding > 0 ? WINDOW_STRETCH * window : window;
+    if (this.draining || ready >= this.limits.maxBatch || waited >= due) {
       if (this.timer) clearTimeout(this.timer);
       this.timer = null;
       void this.runBatch();
-    } else {
-      this.timer ??= setTimeout(
+    } else if (!this.timer) {
+      // Look again when the window ends, or the stretched one while images are still decoding.
+      const next = waited < window ? window : due;
+      this.timer = setTimeout(
         () => {
           this.timer = null;
           this.schedule();
         },
-        Math.max(0, this.limits.windowMs - waited),
+        Math.max(0, next - waited),
       );
     }
   }
@@ -128,6 +141,7 @@ export class Batcher {
       if (this.queue[i].kind === kind) batch.push(...this.queue.splice(i, 1));
       else i++;
     }
+    this.inBatch = batch.length;
     const start = performance.now();
     try {
       const outputs = await this.runners.get(kind)!(batch.map((j) => j.input));
@@ -137,6 +151,7 @@ export class Batcher {
       for (const job of batch) job.reject(err);
     } finally {
       this.running = false;
+      this.inBatch = 0;
       // Let the answers go out and new requests in before the next batch.
       setImmediate(() => this.schedule());
     }

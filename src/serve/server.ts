@@ -158,6 +158,8 @@ export async function createServer(ctx: ServerContext): Promise<Server> {
   /** Reserves room for `n` images, runs `work`, and answers 503 / 504 when the limits say so. */
   async function bounded<T>(req: FastifyRequest, n: number, work: (signal: AbortSignal) => Promise<T>) {
     req.images = n;
+    // More than the whole queue would be refused forever: that is the request's fault, not load.
+    if (n > o.maxQueue) throw new HttpError(413, `${n} images is more than --max-queue ${o.maxQueue}`);
     if (!batcher.admit(n)) {
       const why = batcher.stopping
         ? "the server is stopping"
