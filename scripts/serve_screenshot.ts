@@ -1,4 +1,3 @@
-/// <reference lib="dom" />
 /**
  * `npm run docs:screenshot -- [--run DIR --image FILE]`: the page of `vit serve` as docs/serve.md
  * shows it, at 1280x800 (docs/serve-page.png) and at phone width (docs/serve-page-phone.png), taken
@@ -83,11 +82,10 @@ try {
     ] as const) {
       await page.setViewportSize(viewport);
       await page.goto(url);
-      await page.waitForFunction(() => document.getElementById("model")?.textContent?.includes("classes"));
+      // Code run in the page is passed as text: this project type-checks for Node, not the DOM.
+      await page.waitForFunction(`document.getElementById("model").textContent.includes("classes")`);
       await page.setInputFiles("#file", image);
-      await page.waitForFunction(
-        () => (document.getElementById("overlay") as HTMLImageElement | null)?.complete,
-      );
+      await page.waitForFunction(`document.getElementById("overlay")?.naturalWidth > 0`);
       await page.screenshot({ path: path.join(DOCS, file), fullPage });
       process.stderr.write(`wrote ${path.join(DOCS, file)}\n`);
     }

@@ -40,11 +40,11 @@ after(() => fs.rmSync(dir, { recursive: true, force: true }));
 const json = async (r: Response | Promise<Response>): Promise<any> => (await r).json();
 
 const raw = (url: string, body: Buffer, type = "image/png") =>
-  fetch(url, { method: "POST", headers: { "content-type": type }, body: Uint8Array.from(body) });
+  fetch(url, { method: "POST", headers: { "content-type": type }, body });
 
 function form(files: [string, Buffer][]): FormData {
   const f = new FormData();
-  for (const [name, data] of files) f.append("image", new Blob([Uint8Array.from(data)]), name);
+  for (const [name, data] of files) f.append("image", new Blob([data]), name);
   return f;
 }
 
