@@ -15,6 +15,7 @@ const program = createProgram();
 (await import("./commands/eval.js")).register(program);
 (await import("./commands/predict.js")).register(program);
 (await import("./commands/attention.js")).register(program);
+(await import("./commands/serve.js")).register(program);
 (await import("./commands/export.js")).register(program);
 (await import("./commands/import.js")).register(program);
 (await import("./commands/timm_command.js")).register(program);

@@ -20,7 +20,7 @@ export function register(program: Command): void {
   )
     .option("--out <file>", "the PNG to write", "attn.png")
     .action(async (image: string, flags: AttentionFlags) => {
-      const [{ explainImage, figureOf }, { writeAttentionPng }] = await Promise.all([
+      const [{ explainFile, figureOf }, { writeAttentionPng }] = await Promise.all([
         import("../../src/attention/explain.js"),
         import("../../src/attention/figure.js"),
       ]);
@@ -29,7 +29,7 @@ export function register(program: Command): void {
         "vit attention reads the attention maps out of the tfjs model: give --backend auto, tensorflow, wasm or cpu",
       );
       try {
-        const e = await explainImage(im.model, im.config, image, im.classes);
+        const e = await explainFile(im.model, im.config, image, im.classes);
         const p = e.prediction;
         const arch =
           im.config.model.preset ?? `${im.config.model.depth} blocks x ${im.config.model.num_heads} heads`;

@@ -5,12 +5,11 @@
  */
 import * as tf from "@tensorflow/tfjs";
 import type { Config } from "../config/index.js";
-import { BadImageError, openImage } from "../data/decode.js";
-import { Normalizer } from "../data/normalize.js";
-import { evalImage, transformOptions } from "../data/transforms.js";
+import { BadImageError, type ImageInput, openImage } from "../data/decode.js";
 import { DataError } from "../errors.js";
 import type { VisionTransformer } from "../model/vision_transformer.js";
 import { type Prediction, topPredictions } from "../predict/format.js";
+import { EvalTransform } from "../predict/pixels.js";
 import { forwardWithAttention } from "./capture.js";
 import type { AttentionFigure, RgbImage } from "./figure.js";
 import { attentionRollout, headRelevance, patchRelevance } from "./rollout.js";
@@ -24,22 +23,30 @@ export interface Explanation {
   depth: number;
 }
 
-export async function explainImage(
+/** `explainImage` of a file; an unreadable or corrupt one is a DataError naming it. */
+export async function explainFile(
   model: VisionTransformer,
   config: Config,
   file: string,
   classes: readonly string[] | null,
 ): Promise<Explanation> {
-  const { img_size: s, in_chans: c, global_pool } = model.cfg;
-  let px: Uint8Array;
   try {
-    px = await evalImage(await openImage(file), transformOptions(config.data, s));
+    return await explainImage(model, config, await openImage(file), classes);
   } catch (err) {
     if (err instanceof BadImageError) throw new DataError(err.message);
     throw err;
   }
-  const input = new Float32Array(s * s * c);
-  new Normalizer(c, config.data.mean, config.data.std).into(input, 0, px);
+}
+
+/** One opened image explained; a corrupt one throws BadImageError. */
+export async function explainImage(
+  model: VisionTransformer,
+  config: Config,
+  img: ImageInput,
+  classes: readonly string[] | null,
+): Promise<Explanation> {
+  const { img_size: s, in_chans: c, global_pool } = model.cfg;
+  const { rgb: px, input } = await new EvalTransform(config.data, s, c).apply(img);
   const x = tf.tensor4d(input, [1, s, s, c]);
   const pass = forwardWithAttention(model, x);
   x.dispose();

@@ -6,6 +6,7 @@
 import sharp from "sharp";
 import { type ColorMap, inferno } from "../plot/colormap.js";
 import { colorBar, pngImage, renderSvgToPng, svgDocument, text, truncate } from "../plot/svg.js";
+import { minMaxScale } from "./rollout.js";
 
 /** 8-bit RGB, row-major `[height, width, 3]`. */
 export interface RgbImage {
@@ -133,16 +134,6 @@ export function figureLayout(numHeads: number, panel = 224): FigureLayout {
   };
 }
 
-function scaled(v: ArrayLike<number>): Float64Array {
-  let lo = Number.POSITIVE_INFINITY;
-  let hi = Number.NEGATIVE_INFINITY;
-  for (let i = 0; i < v.length; i++) {
-    lo = Math.min(lo, v[i]);
-    hi = Math.max(hi, v[i]);
-  }
-  return Float64Array.from(v, (x) => (hi > lo ? (x - lo) / (hi - lo) : 0));
-}
-
 export async function attentionFigureSvg(fig: AttentionFigure, panel = 224): Promise<string> {
   const layout = figureLayout(fig.heads.length, panel);
   const base = resizeRgb(fig.image, panel, panel);
@@ -150,13 +141,13 @@ export async function attentionFigureSvg(fig: AttentionFigure, panel = 224): Pro
     { label: "input (as the model sees it)", png: await encodePng(base) },
     {
       label: `attention rollout (${fig.depth} layers)`,
-      png: await encodePng(overlayHeatmap(base, scaled(fig.rollout), fig.grid)),
+      png: await encodePng(overlayHeatmap(base, minMaxScale(fig.rollout), fig.grid)),
     },
   ];
   const headPanels = await Promise.all(
     fig.heads.map(async (h, i) => ({
       label: `layer ${fig.depth}, head ${i + 1}: class token`,
-      png: await encodePng(overlayHeatmap(base, scaled(h), fig.grid)),
+      png: await encodePng(overlayHeatmap(base, minMaxScale(h), fig.grid)),
     })),
   );
   // Titles are cut to the figure's width (a long checkpoint path would run off the edge).
@@ -196,4 +187,15 @@ export async function writeAttentionPng(
 ): Promise<FigureLayout> {
   await renderSvgToPng(await attentionFigureSvg(fig, panel), path);
   return figureLayout(fig.heads.length, panel);
+}
+
+/**
+ * The rollout alone as one PNG of `size` px: the image under its map (what `vit serve` shows
+ * beside a prediction).
+ */
+export function rolloutOverlayPng(
+  fig: Pick<AttentionFigure, "image" | "grid" | "rollout">,
+  size: number,
+): Promise<Buffer> {
+  return encodePng(overlayHeatmap(resizeRgb(fig.image, size, size), minMaxScale(fig.rollout), fig.grid));
 }

@@ -62,17 +62,30 @@ export async function openImage(file: string): Promise<ImageInput> {
   } catch (err) {
     throw new BadImageError(file, reasonOf(err));
   }
+  return probeImage(file, data);
+}
+
+/**
+ * Probe encoded bytes already in memory (`file` only names them in errors): the same checks as
+ * `openImage`, with `maxPixels` lowering the decompression-bomb limit (a server takes less).
+ */
+export async function probeImage(
+  file: string,
+  data: Uint8Array,
+  maxPixels = MAX_IMAGE_PIXELS,
+): Promise<ImageInput> {
   if (data.length === 0) throw new BadImageError(file, "empty file (0 bytes)");
   let meta: Metadata;
   try {
-    meta = await sharp(data, { limitInputPixels: MAX_IMAGE_PIXELS }).metadata();
+    // The header alone is read here; the size check below names the size and the limit.
+    meta = await sharp(data, { limitInputPixels: false }).metadata();
   } catch (err) {
     throw new BadImageError(file, reasonOf(err));
   }
   const { width, height } = meta.autoOrient;
   if (!(width > 0 && height > 0)) throw new BadImageError(file, "no image size in the header");
-  if (width * height > MAX_IMAGE_PIXELS) {
-    throw new BadImageError(file, `${width}x${height} is over the ${MAX_IMAGE_PIXELS}-pixel limit`);
+  if (width * height > maxPixels) {
+    throw new BadImageError(file, `${width}x${height} is over the ${maxPixels}-pixel limit`);
   }
   if (Math.min(width, height) < MIN_IMAGE_SIDE) {
     throw new BadImageError(file, `${width}x${height} is too small to be an image`);
