@@ -1,7 +1,7 @@
 /** Options several sub-commands share, so they read and document the same everywhere. */
 import { InvalidArgumentError, Option } from "commander";
-import { type BackendName, backendNames } from "../src/config/schema.js";
-import type { BackendChoice } from "../src/engines/tfjs/select.js";
+import { type BackendName, backendNames, deviceNames } from "../src/config/schema.js";
+import type { EngineChoice, SelectOptions } from "../src/engines/select.js";
 
 /** `--set key.path=value`, repeatable; values are YAML scalars or flow lists, validated like the file. */
 export function setOption(): Option {
@@ -13,7 +13,10 @@ export function setOption(): Option {
 
 /** `--backend`; without a default the config's runtime.backend applies. */
 export function backendOption(defaultValue?: (typeof backendNames)[number]): Option {
-  const option = new Option("--backend <name>", "tfjs backend").choices(backendNames);
+  const option = new Option(
+    "--backend <name>",
+    "engine: onnxruntime, or a tfjs backend (tensorflow, wasm, cpu); auto takes the fastest here",
+  ).choices(backendNames);
   return defaultValue ? option.default(defaultValue) : option;
 }
 
@@ -27,16 +30,22 @@ export function positiveInt(value: string): number {
 
 /** `--threads N`; `fallback` says what applies without it. */
 export function threadsOption(fallback = "runtime.threads"): Option {
-  return new Option("--threads <n>", `wasm backend threads (default: ${fallback})`).argParser(positiveInt);
+  return new Option("--threads <n>", `wasm and onnxruntime threads (default: ${fallback})`).argParser(
+    positiveInt,
+  );
 }
 
-/** Starts the tfjs backend; a note (wasm fell back to one thread) goes to stderr. */
-export async function startBackend(
-  name: BackendName,
-  threads: number | null | undefined,
-): Promise<BackendChoice> {
-  const { initBackend } = await import("../src/engines/tfjs/select.js");
-  const choice = await initBackend(name, { threads });
-  if (choice.note) process.stderr.write(`note: ${choice.note}\n`);
+/** `--device cpu|cuda`: onnxruntime's execution provider; without it the config's runtime.device (or cpu). */
+export function deviceOption(): Option {
+  return new Option("--device <name>", "onnxruntime's execution provider (cuda: untested here)").choices(
+    deviceNames,
+  );
+}
+
+/** Starts the engine; a note (wasm fell back to one thread) goes to stderr. */
+export async function startEngine(name: BackendName, opts: SelectOptions = {}): Promise<EngineChoice> {
+  const { selectEngine } = await import("../src/engines/select.js");
+  const choice = await selectEngine(name, opts);
+  if (choice.engine === "tfjs" && choice.note) process.stderr.write(`note: ${choice.note}\n`);
   return choice;
 }

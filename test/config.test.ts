@@ -90,7 +90,7 @@ describe("config errors", () => {
 
   test("unknown key with no close match lists the known keys", () => {
     assert.deepEqual(errorsOf("runtime:\n  gpu: true\n"), [
-      "x.yaml: runtime.gpu: unknown key (known keys: backend, threads)",
+      "x.yaml: runtime.gpu: unknown key (known keys: backend, threads, device)",
     ]);
   });
 

@@ -27,7 +27,8 @@ const _ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
 const CLASSES = ["blue", "green", "red"];
 const S = 16;
 
-const vit = (args: string[]) => runVit([...args, "--backend", "cpu"], { cwd: dir });
+const vit = (args: string[], backend = "cpu") =>
+  runVit([...args, "--backend", backend, "--threads", "1"], { cwd: dir });
 
 let dir: string;
 const rel = (...p: string[]) => path.join(...p);
@@ -265,6 +266,44 @@ describe("vit eval / predict / attention (child processes)", { concurrency: 2 },
     close(j.heads.mean.loss, score(logits).loss, 1e-4, "mean loss");
     assert.equal(j.heads.mean.top1, j.top1);
     assert.notEqual(j.heads.head.loss, j.heads.head_dist.loss);
+  });
+
+  test("eval and predict on onnxruntime give wasm's results: metrics, each head, top-k, bad images", async () => {
+    const evalArgs = ["eval", "--run", rel("runs", "deit"), "--json", "--batch-size", "5"];
+    const predictArgs = ["predict", "in", "--run", rel("runs", "tiny"), "--topk", "3", "--json"];
+    const [ortEval, wasmEval, ortPredict, wasmPredict] = await Promise.all([
+      vit(evalArgs, "onnxruntime"),
+      vit(evalArgs, "wasm"),
+      vit(predictArgs, "onnxruntime"),
+      vit(predictArgs, "wasm"),
+    ]);
+    assert.equal(ortEval.code, 0, ortEval.stderr);
+    assert.equal(wasmEval.code, 0, wasmEval.stderr);
+    const [o, w] = [JSON.parse(ortEval.stdout), JSON.parse(wasmEval.stdout)];
+    assert.deepEqual(Object.keys(o.heads), ["head", "head_dist", "mean"]);
+    for (const head of ["head", "head_dist", "mean"]) {
+      assert.deepEqual(o.heads[head].confusion, w.heads[head].confusion, `${head} confusion`);
+      assert.equal(o.heads[head].top1, w.heads[head].top1, `${head} top1`);
+      close(o.heads[head].loss, w.heads[head].loss, 1e-5, `${head} loss`);
+    }
+    assert.notEqual(o.heads.head.loss, o.heads.head_dist.loss);
+
+    assert.equal(ortPredict.code, 1, "the bad images fail on both engines");
+    assert.equal(ortPredict.stderr.split("\n").filter((l) => l.startsWith("error: ")).length, 2);
+    const [op, wp] = [JSON.parse(ortPredict.stdout), JSON.parse(wasmPredict.stdout)];
+    assert.equal(op.length, 5);
+    assert.deepEqual(
+      op.map((r: { image: string; error?: string }) => [r.image, r.error]),
+      wp.map((r: { image: string; error?: string }) => [r.image, r.error]),
+    );
+    for (const [i, r] of op.entries()) {
+      assert.deepEqual(
+        r.predictions.map((p: { index: number }) => p.index),
+        wp[i].predictions.map((p: { index: number }) => p.index),
+        r.image,
+      );
+      for (const [k, p] of r.predictions.entries()) close(p.prob, wp[i].predictions[k].prob, 1e-5, r.image);
+    }
   });
 
   test("eval --data with other class names lists the unknown and the missing ones", async () => {

@@ -24,7 +24,10 @@ export function register(program: Command): void {
         import("../../src/attention/explain.js"),
         import("../../src/attention/figure.js"),
       ]);
-      const im = await loadModelFromFlags(flags);
+      const im = await loadModelFromFlags(
+        flags,
+        "vit attention reads the attention maps out of the tfjs model: give --backend auto, tensorflow, wasm or cpu",
+      );
       try {
         const e = await explainImage(im.model, im.config, image, im.classes);
         const p = e.prediction;

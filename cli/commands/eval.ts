@@ -6,7 +6,7 @@
  */
 import type { Command } from "commander";
 import { UsageError } from "../../src/errors.js";
-import { addModelSourceOptions, loadModelFromFlags, type ModelSourceFlags } from "../model_source.js";
+import { addModelSourceOptions, loadClassifierFromFlags, type ModelSourceFlags } from "../model_source.js";
 import { positiveInt } from "../options.js";
 
 interface EvalFlags extends ModelSourceFlags {
@@ -42,7 +42,7 @@ export function register(program: Command): void {
         import("../../src/eval/run_eval.js"),
         import("../../src/eval/report.js"),
       ]);
-      const im = await loadModelFromFlags(flags);
+      const im = await loadClassifierFromFlags(flags);
       try {
         const result = await runEval(im, {
           data: flags.data,
@@ -55,7 +55,7 @@ export function register(program: Command): void {
         // One line of JSON: a 100-class confusion matrix would be 10,000 lines pretty-printed.
         process.stdout.write(flags.json ? `${JSON.stringify(evalJson(result))}\n` : formatEvalText(result));
       } finally {
-        im.model.dispose();
+        await im.classifier.dispose();
       }
     });
 }

@@ -1,37 +1,53 @@
-/** `vit info` / `vit doctor`: which backend runs here, why the faster ones do not, and versions. */
+/** `vit info` / `vit doctor`: which engine runs here, why the faster ones do not, and versions. */
 import os from "node:os";
 import type { Command } from "commander";
-import type { BackendName } from "../../src/config/schema.js";
+import type { BackendName, DeviceName } from "../../src/config/schema.js";
 import { VERSION } from "../../src/version.js";
-import { backendOption, threadsOption } from "../options.js";
+import { backendOption, deviceOption, threadsOption } from "../options.js";
 
 export function register(program: Command): void {
   program
     .command("info")
     .alias("doctor")
-    .description("show the tfjs backend --backend auto picks, why others were skipped, and versions")
+    .description("show the engine --backend auto picks, why faster ones were skipped, and versions")
     .addOption(backendOption("auto"))
     .addOption(threadsOption("one per core"))
-    .action(async (opts: { backend: BackendName; threads?: number }) => {
-      process.stdout.write(await report(opts.backend, opts.threads));
+    .addOption(deviceOption())
+    .action(async (opts: { backend: BackendName; threads?: number; device?: DeviceName }) => {
+      process.stdout.write(await report(opts));
     });
 }
 
-async function report(requested: BackendName, threads?: number): Promise<string> {
+async function report(opts: {
+  backend: BackendName;
+  threads?: number;
+  device?: DeviceName;
+}): Promise<string> {
+  const requested = opts.backend;
   // Loaded here, not at the top: tfjs takes a while to import and `vit --help` should not wait for it.
   const tf = await import("@tensorflow/tfjs");
   const backend = await import("../../src/engines/tfjs/select.js");
-  const choice = await backend.initBackend(requested, { threads });
+  const { selectEngine } = await import("../../src/engines/select.js");
+  const ort = await import("../../src/engines/onnxruntime/runtime.js");
+  const choice = await selectEngine(requested, { threads: opts.threads, device: opts.device });
   const rows: [string, string][] = [
     ["vit", VERSION],
     ["node", `${process.version} (${process.platform} ${process.arch}, ${os.availableParallelism()} cores)`],
     ["tfjs", tf.version.tfjs],
+    ["engine", choice.engine],
     [
       "backend",
       `${choice.name}${choice.package ? ` (${choice.package})` : ""}, chosen by --backend ${requested}`,
     ],
     ...choice.skipped.map((s, i): [string, string] => [i === 0 ? "skipped" : "", `${s.name}: ${s.reason}`]),
   ];
+  if (choice.engine === "onnxruntime") {
+    rows.push([
+      "onnxruntime",
+      `${choice.ort.env.versions.node ?? "(version unknown)"}, ${choice.threads} intra-op thread(s) (--threads), ` +
+        `device ${choice.device} (--device)`,
+    ]);
+  }
   if (choice.name === "wasm") {
     const simd = await tf.env().getAsync("WASM_HAS_SIMD_SUPPORT");
     rows.push(["wasm", `SIMD ${simd ? "yes" : "no"}, ${choice.threads} thread(s) (--threads)`]);
@@ -42,6 +58,11 @@ async function report(requested: BackendName, threads?: number): Promise<string>
     const binding = (tf.backend() as { binding?: { TF_Version?: string } }).binding;
     rows.push(["tensorflow", `libtensorflow ${binding?.TF_Version ?? "(version unknown)"}`]);
   }
+  rows.push([
+    "cuda",
+    `onnxruntime's CUDA provider ${ort.hasCudaProvider() ? "is installed" : "is not installed"} ` +
+      `(${ort.ORT_PACKAGE}'s postinstall downloads it on linux-x64; --device cuda, untested here)`,
+  ]);
   rows.push([
     "tensorflow",
     `${backend.NATIVE_PACKAGES[0]} needs ${backend.TENSORFLOW_REQUIREMENTS} ` +

@@ -6,7 +6,7 @@
  */
 import type { Command } from "commander";
 import { UsageError } from "../../src/errors.js";
-import { addModelSourceOptions, loadModelFromFlags, type ModelSourceFlags } from "../model_source.js";
+import { addModelSourceOptions, loadClassifierFromFlags, type ModelSourceFlags } from "../model_source.js";
 import { positiveInt } from "../options.js";
 
 interface PredictFlags extends ModelSourceFlags {
@@ -38,7 +38,7 @@ export function register(program: Command): void {
       for (const e of errors) process.stderr.write(`error: ${e.message}\n`);
       let failed = 0;
       if (files.length > 0) {
-        const im = await loadModelFromFlags(flags);
+        const im = await loadClassifierFromFlags(flags);
         try {
           const topk = Math.min(flags.topk, im.numClasses);
           const labels = im.classes ?? Array.from({ length: im.numClasses }, (_, i) => String(i));
@@ -48,7 +48,7 @@ export function register(program: Command): void {
             labels,
           });
           process.stdout.write(writer.begin());
-          for await (const r of predictFiles(im.model, im.config, files, {
+          for await (const r of predictFiles(im.classifier, im.config, files, {
             topk,
             batchSize: flags.batchSize,
             classes: im.classes,
@@ -61,7 +61,7 @@ export function register(program: Command): void {
           }
           process.stdout.write(writer.end());
         } finally {
-          im.model.dispose();
+          await im.classifier.dispose();
         }
       }
       if (failed > 0) process.stderr.write(`${failed} of ${files.length} images could not be read\n`);

@@ -4,9 +4,9 @@
  * 130 with the resume command; a second Ctrl-C quits at once.
  */
 import type { Command } from "commander";
-import type { BackendName } from "../../src/config/schema.js";
+import type { BackendName, DeviceName } from "../../src/config/schema.js";
 import { UsageError } from "../../src/errors.js";
-import { backendOption, setOption, startBackend, threadsOption } from "../options.js";
+import { backendOption, deviceOption, setOption, startEngine, threadsOption } from "../options.js";
 
 interface TrainFlags {
   config?: string;
@@ -14,7 +14,11 @@ interface TrainFlags {
   resume?: string;
   backend?: BackendName;
   threads?: number;
+  device?: DeviceName;
 }
+
+/** Training runs on tfjs until the onnxruntime training step is wired in. */
+const TRAIN_TFJS_ONLY = "vit train runs on tfjs for now: give --backend auto, tensorflow, wasm or cpu";
 
 export function register(program: Command): void {
   program
@@ -22,9 +26,13 @@ export function register(program: Command): void {
     .description("train a model into runs/<name>/ (checkpoints, metrics.jsonl, curves.png)")
     .option("--config <file>", "YAML config (see configs/)")
     .addOption(setOption())
-    .option("--resume <dir>", "continue the run in this folder from its last checkpoint, with its own config")
+    .option(
+      "--resume <dir>",
+      "continue the run in this folder from its last checkpoint, with its own config and engine",
+    )
     .addOption(backendOption())
     .addOption(threadsOption())
+    .addOption(deviceOption())
     .action(async (flags: TrainFlags) => {
       if (!flags.config === !flags.resume) {
         throw new UsageError(
@@ -33,18 +41,33 @@ export function register(program: Command): void {
             : "train needs --config FILE (or --resume DIR)",
         );
       }
-      const [{ loadConfig }, { describeBackend }, { loadRunConfig, train }] = await Promise.all([
+      const [
+        { loadConfig },
+        { describeEngine, resumeSelection },
+        { readCheckpointEngine },
+        { loadRunConfig, train },
+        { runPath },
+      ] = await Promise.all([
         import("../../src/config/index.js"),
-        import("../../src/engines/tfjs/select.js"),
+        import("../../src/engines/select.js"),
+        import("../../src/weights/checkpoint.js"),
         import("../../src/train/loop.js"),
+        import("../../src/weights/run_dir.js"),
       ]);
       const config = flags.resume
         ? loadRunConfig(flags.resume, flags.set)
         : loadConfig(flags.config!, { set: flags.set });
-      const backend = await startBackend(
-        flags.backend ?? config.runtime.backend,
-        flags.threads ?? config.runtime.threads,
-      );
+      const selection =
+        flags.backend !== undefined
+          ? { name: flags.backend }
+          : flags.resume
+            ? resumeSelection(readCheckpointEngine(runPath(flags.resume, "last")), config.runtime.backend)
+            : { name: config.runtime.backend };
+      const engine = await startEngine(selection.name, {
+        threads: flags.threads ?? config.runtime.threads,
+        device: flags.device ?? config.runtime.device,
+        tfjsOnly: TRAIN_TFJS_ONLY,
+      });
       const stop = new AbortController();
       const onSignal = (signal: NodeJS.Signals) => {
         if (stop.signal.aborted) process.exit(130);
@@ -60,7 +83,8 @@ export function register(program: Command): void {
         const result = await train({
           config,
           resumeDir: flags.resume,
-          backend: describeBackend(backend),
+          backend: describeEngine(engine),
+          engine: engine.engine,
           signal: stop.signal,
         });
         process.stdout.write(`${result.runDir}\n`);

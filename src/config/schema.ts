@@ -121,12 +121,16 @@ export const DistillConfigSchema = z.strictObject({
   tau: positive.default(1.0),
 });
 
-export const backendNames = ["auto", "tensorflow", "wasm", "cpu"] as const;
+/** auto, onnxruntime (its own engine), and the tfjs backends (docs/engines.md). */
+export const backendNames = ["auto", "onnxruntime", "tensorflow", "wasm", "cpu"] as const;
+export const deviceNames = ["cpu", "cuda"] as const;
 
 export const RuntimeConfigSchema = z.strictObject({
   backend: z.enum(backendNames).default("auto"),
-  /** wasm threads; null: one per core (os.availableParallelism()). */
+  /** wasm and onnxruntime threads; null: one per core (os.availableParallelism()). */
   threads: positiveInt.nullable().default(null),
+  /** onnxruntime's execution provider; cuda needs onnxruntime-node's CUDA provider installed. */
+  device: z.enum(deviceNames).default("cpu"),
 });
 
 export const OutputConfigSchema = z.strictObject({
@@ -230,3 +234,6 @@ export type OptimizerConfig = TrainConfig["optimizer"];
 export type ScheduleConfig = TrainConfig["schedule"];
 export type DistillConfig = NonNullable<Config["distill"]>;
 export type BackendName = (typeof backendNames)[number];
+/** The names tfjs backend selection (src/backend.ts) takes. */
+export type TfjsBackendName = Exclude<BackendName, "onnxruntime">;
+export type DeviceName = (typeof deviceNames)[number];

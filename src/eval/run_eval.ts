@@ -6,7 +6,7 @@
 import * as path from "node:path";
 import { DataLoader } from "../data/loader.js";
 import { UsageError } from "../errors.js";
-import type { InferenceModel } from "../weights/model_source.js";
+import type { InferenceClassifier } from "../weights/model_source.js";
 import { writeConfusionPng } from "./confusion_plot.js";
 import { openEvalData, runValidationData } from "./data.js";
 import { evaluate } from "./evaluate.js";
@@ -27,7 +27,7 @@ export interface EvalOptions {
   showProgress: boolean;
 }
 
-export async function runEval(im: InferenceModel, opts: EvalOptions): Promise<EvalResult> {
+export async function runEval(im: InferenceClassifier, opts: EvalOptions): Promise<EvalResult> {
   const { config, classes } = im;
   if (!classes) {
     throw new UsageError(`${im.weightsFile} has no class names: give --labels FILE (one name per line)`);
@@ -51,7 +51,7 @@ export async function runEval(im: InferenceModel, opts: EvalOptions): Promise<Ev
   opts.log(`evaluating ${im.weightsFile} on ${total} images of ${dataset.source}\n`);
   let pass: Awaited<ReturnType<typeof evaluate>>;
   try {
-    pass = await evaluate(im.model, loader, {
+    pass = await evaluate(im.classifier, loader, {
       onBatch: (done) => opts.showProgress && opts.log(`\r${done}/${total} images`),
     });
   } finally {

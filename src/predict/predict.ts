@@ -4,10 +4,9 @@
  * eval transform; a file that cannot be read or decoded becomes a result with an `error`, and
  * the rest of its batch still gets answers.
  */
-import * as tf from "@tensorflow/tfjs";
 import type { Config } from "../config/index.js";
 import { DataLoader } from "../data/loader.js";
-import type { VisionTransformer } from "../model/vision_transformer.js";
+import type { Classifier } from "../engines/classifier.js";
 import { type PredictResult, topPredictions } from "./format.js";
 
 export interface PredictOptions {
@@ -20,13 +19,13 @@ export interface PredictOptions {
 const SKIPPED = "skipping bad image ";
 
 export async function* predictFiles(
-  model: VisionTransformer,
+  classifier: Classifier,
   config: Config,
   files: readonly string[],
   opts: PredictOptions,
 ): AsyncGenerator<PredictResult> {
   if (files.length === 0) return;
-  const { img_size: s, in_chans: c } = model.cfg;
+  const { img_size: s, in_chans: c } = classifier.cfg;
   // The loader reports each bad file once, as "skipping bad image <file>: <reason>".
   const reasons = new Map<string, string>();
   const loader = new DataLoader(
@@ -49,12 +48,8 @@ export async function* predictFiles(
   );
   try {
     for await (const batch of loader.epoch(0)) {
-      const x = tf.tensor4d(batch.images, [batch.size, s, s, c]);
-      const logits = model.forward(x, { training: false }) as tf.Tensor2D;
-      x.dispose();
-      const values = logits.dataSync() as Float32Array;
-      const k = logits.shape[1];
-      logits.dispose();
+      const values = (await classifier.predictLogits(batch.images, batch.size)).logits;
+      const k = classifier.numClasses;
       const row = new Map(Array.from(batch.indices, (index, i) => [index, i]));
       // Eval batches cover consecutive files; a file missing from the batch was a bad image.
       const first = batch.step * opts.batchSize;

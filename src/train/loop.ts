@@ -14,6 +14,8 @@ import { type Config, resolveConfig } from "../config/index.js";
 import type { Batch, EpochRun } from "../data/loader.js";
 import { mixupCutmix } from "../data/mixup.js";
 import { stepRng } from "../data/random.js";
+import type { EngineName } from "../engines/select.js";
+import { tfjsClassifier } from "../engines/tfjs/classifier.js";
 import { InterruptedError, UsageError, VitError } from "../errors.js";
 import { evaluate } from "../eval/evaluate.js";
 import { readSafetensorsHeader } from "../io/safetensors.js";
@@ -33,8 +35,10 @@ export interface TrainOptions {
   config: Config;
   /** Continue the run in this folder from checkpoints/last.*; `config` comes from `loadRunConfig`. */
   resumeDir?: string;
-  /** The active tfjs backend, for the summary. */
+  /** The active engine and backend, for the summary. */
   backend: string;
+  /** The engine the steps run on, recorded in the checkpoints so a resume stays on it (default tfjs). */
+  engine?: EngineName;
   /** Aborting finishes the current step, saves, and throws InterruptedError (exit 130). */
   signal?: AbortSignal;
   progress?: Progress;
@@ -88,7 +92,7 @@ class Trainer {
     /** Mutated as steps and epochs complete; saved with every last checkpoint. */
     private readonly at: RunProgress,
   ) {
-    this.checkpoints = new RunCheckpoints(setup);
+    this.checkpoints = new RunCheckpoints(setup, opts.engine ?? "tfjs");
     this.means.import(at.running);
     const resumingFrom = opts.resumeDir ? describePosition(at, setup.stepsPerEpoch) : null;
     if (resumingFrom) this.checkpoints.savedAt = resumingFrom;
@@ -236,7 +240,8 @@ class Trainer {
   /** Val top-1/top-5/loss of `model` (null without val data). */
   private async validate(model: VisionTransformer): Promise<Summary | null> {
     const { valLoader } = this.setup;
-    return valLoader ? (await evaluate(model, valLoader)).summary : null;
+    // Not disposed: the classifier is a view of the training model, which the loop still owns.
+    return valLoader ? (await evaluate(tfjsClassifier(model), valLoader)).summary : null;
   }
 
   private saveLast(): void {

@@ -3,8 +3,8 @@
  * its state file, for --resume), best (by val top-1) and ema. Remembers where the last good save
  * stands, for the messages of an interrupted or diverged run.
  */
-import type { Config } from "../config/index.js";
-import type { RunProgress } from "../weights/checkpoint.js";
+import type { EngineName } from "../engines/select.js";
+import type { CheckpointMeta, RunProgress } from "../weights/checkpoint.js";
 import { writeRunProgress, writeWeights } from "../weights/checkpoint.js";
 import { runPath } from "../weights/run_dir.js";
 import type { TrainingSetup } from "./setup.js";
@@ -20,7 +20,11 @@ export class RunCheckpoints {
   /** Where the last good checkpoint stands (null before the first save of a new run). */
   savedAt: string | null = null;
 
-  constructor(private readonly setup: TrainingSetup) {}
+  /** `engine`: what the run trains on, recorded in every checkpoint so a resume stays on it. */
+  constructor(
+    private readonly setup: TrainingSetup,
+    private readonly engine: EngineName,
+  ) {}
 
   get lastFile(): string {
     return runPath(this.setup.runDir, "last");
@@ -53,7 +57,8 @@ export class RunCheckpoints {
     if (emaModel) writeWeights(runPath(this.setup.runDir, "ema"), emaModel.stateDict(), this.meta(at));
   }
 
-  private meta(at: RunProgress): { config: Config; classes: string[]; epoch: number; step: number } {
-    return { config: this.setup.cfg, classes: [...this.setup.classes], epoch: at.epoch, step: at.step };
+  private meta(at: RunProgress): CheckpointMeta {
+    const { cfg, classes } = this.setup;
+    return { config: cfg, classes: [...classes], epoch: at.epoch, step: at.step, engine: this.engine };
   }
 }

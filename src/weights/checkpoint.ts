@@ -7,8 +7,9 @@
  * crash between the two writes is caught on resume instead of silently mixing two steps.
  */
 import type { Config } from "../config/schema.js";
+import type { EngineName } from "../engines/select.js";
 import { DataError } from "../errors.js";
-import { readSafetensors, writeSafetensors } from "../io/safetensors.js";
+import { readSafetensors, readSafetensorsHeader, writeSafetensors } from "../io/safetensors.js";
 import type { TensorData } from "../tensor.js";
 
 /** What an optimizer carries from step to step, as the state file stores it. */
@@ -38,6 +39,8 @@ export interface CheckpointMeta {
   classes: string[];
   epoch: number;
   step: number;
+  /** The engine the run trains on; a resume continues on it (absent in older runs: tfjs). */
+  engine?: EngineName;
   /** Extra string fields, e.g. the val top-1 of a best checkpoint. */
   extra?: Record<string, string>;
 }
@@ -49,8 +52,18 @@ export function writeWeights(file: string, weights: Map<string, TensorData>, met
     classes: JSON.stringify(meta.classes),
     epoch: String(meta.epoch),
     step: String(meta.step),
+    ...(meta.engine && { engine: meta.engine }),
     ...meta.extra,
   });
+}
+
+/** The engine a checkpoint was trained on; runs from before the onnxruntime engine ran on tfjs. */
+export function readCheckpointEngine(file: string): EngineName {
+  const engine = readSafetensorsHeader(file).metadata.engine ?? "tfjs";
+  if (engine !== "tfjs" && engine !== "onnxruntime") {
+    throw new DataError(`${file}: __metadata__ "engine" is "${engine}", expected tfjs or onnxruntime`);
+  }
+  return engine;
 }
 
 /** The raw config object and classes stored in a checkpoint; the caller validates the config. */

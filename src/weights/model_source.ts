@@ -7,6 +7,8 @@
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { type Config, loadConfig, resolveConfig } from "../config/index.js";
+import { type Classifier, createClassifier } from "../engines/classifier.js";
+import type { EngineChoice } from "../engines/select.js";
 import { DataError, UsageError } from "../errors.js";
 import { isNpz } from "../io/npz.js";
 import { readSafetensors, readSafetensorsHeader } from "../io/safetensors.js";
@@ -91,6 +93,19 @@ export function loadInferenceModel(o: ModelSourceOptions): InferenceModel {
   const metadata = isNpz(file) ? {} : readSafetensorsHeader(file).metadata;
   const loaded = metadata.config !== undefined ? loadCheckpoint(file, o) : loadPlainWeights(file, o);
   return { ...loaded, numClasses: loaded.model.numClasses, weightsFile: file, runDir };
+}
+
+/** The model as a Classifier on `engine` (eval, predict, serve), with what was loaded beside it. */
+export interface InferenceClassifier extends Omit<InferenceModel, "model"> {
+  classifier: Classifier;
+}
+
+export async function loadClassifier(
+  o: ModelSourceOptions,
+  engine: EngineChoice,
+): Promise<InferenceClassifier> {
+  const { model, ...loaded } = loadInferenceModel(o);
+  return { ...loaded, classifier: await createClassifier(engine, model) };
 }
 
 type Loaded = Pick<InferenceModel, "model" | "config" | "classes">;

@@ -6,7 +6,7 @@
  */
 import os from "node:os";
 import * as tf from "@tensorflow/tfjs";
-import type { BackendName } from "../../config/schema.js";
+import type { TfjsBackendName } from "../../config/schema.js";
 import { UsageError, VitError } from "../../errors.js";
 
 /** The native packages, fastest first. Both need libtensorflow 2.9.1, which they download at install. */
@@ -31,20 +31,24 @@ export interface BackendChoice {
 /** How packages are loaded; tests pass a fake to make a backend look missing. */
 export type Importer = (specifier: string) => Promise<unknown>;
 
+export const defaultImporter: Importer = (specifier) => import(specifier);
+
 /**
  * Selects `name` (or the first that works, for auto) and reports the choice; prints nothing.
  * Asking for tensorflow or wasm when it cannot start is a UsageError naming what to install.
+ * `native` narrows the native packages auto tries (the engine choice, src/engines/select.ts,
+ * tries tfjs-node-gpu itself before onnxruntime).
  */
 export async function initBackend(
-  name: BackendName,
-  opts: { importer?: Importer; threads?: number | null } = {},
+  name: TfjsBackendName,
+  opts: { importer?: Importer; threads?: number | null; native?: readonly string[] } = {},
 ): Promise<BackendChoice> {
   silenceTfjs();
-  const importer = opts.importer ?? ((specifier: string) => import(specifier));
+  const importer = opts.importer ?? defaultImporter;
   const skipped: BackendChoice["skipped"] = [];
   if (name === "auto" || name === "tensorflow") {
-    for (const pkg of NATIVE_PACKAGES) {
-      const reason = await tryBackend("tensorflow", pkg, importer);
+    for (const pkg of name === "auto" ? (opts.native ?? NATIVE_PACKAGES) : NATIVE_PACKAGES) {
+      const reason = await tryTensorflow(pkg, importer);
       if (reason === undefined) return { name: "tensorflow", package: pkg, skipped };
       skipped.push({ name: "tensorflow", reason });
     }
@@ -67,7 +71,7 @@ export async function initBackend(
 }
 
 /** undefined when `pkg` is imported, else why not. */
-async function importPackage(pkg: string, importer: Importer): Promise<string | undefined> {
+export async function importPackage(pkg: string, importer: Importer): Promise<string | undefined> {
   try {
     await importer(pkg);
     return undefined;
@@ -76,15 +80,15 @@ async function importPackage(pkg: string, importer: Importer): Promise<string | 
   }
 }
 
-/** undefined when `backend` is now active, else why not. */
-async function tryBackend(backend: string, pkg: string, importer: Importer): Promise<string | undefined> {
+/** undefined when `pkg` (a native package) is imported and the tensorflow backend is now active, else why not. */
+export async function tryTensorflow(pkg: string, importer: Importer): Promise<string | undefined> {
   const missing = await importPackage(pkg, importer);
   if (missing !== undefined) return missing;
   try {
-    if (await tf.setBackend(backend)) return undefined;
-    return `${pkg} loaded but the ${backend} backend failed to start`;
+    if (await tf.setBackend("tensorflow")) return undefined;
+    return `${pkg} loaded but the tensorflow backend failed to start`;
   } catch (err) {
-    return `${pkg} loaded but the ${backend} backend failed to start: ${firstLine(err)}`;
+    return `${pkg} loaded but the tensorflow backend failed to start: ${firstLine(err)}`;
   }
 }
 
@@ -94,7 +98,7 @@ export function defaultThreads(): number {
 }
 
 /** `BackendChoice` with its thread count for the summary: "wasm (2 threads)". */
-export function describeBackend(choice: BackendChoice): string {
+export function describeBackend(choice: { name: string; threads?: number }): string {
   const threads =
     choice.threads === undefined ? "" : ` (${choice.threads} thread${choice.threads > 1 ? "s" : ""})`;
   return `${choice.name}${threads}`;
@@ -137,7 +141,7 @@ function isMissing(err: unknown, pkg: string): boolean {
   );
 }
 
-function firstLine(err: unknown): string {
+export function firstLine(err: unknown): string {
   return String((err as Error)?.message ?? err).split("\n")[0];
 }
 

@@ -1,0 +1,78 @@
+/**
+ * onnxruntime-node, the native engine's runtime: loaded by dynamic import (it is an optional
+ * dependency, and its native binding loads at import), and the one place sessions are made, so
+ * every session of a run gets the same threads and execution provider.
+ */
+import * as fs from "node:fs";
+import { createRequire } from "node:module";
+import * as path from "node:path";
+import type * as Ort from "onnxruntime-node";
+import type { DeviceName } from "../../config/schema.js";
+import { UsageError } from "../../errors.js";
+import { firstLine, type Importer, importPackage } from "../tfjs/select.js";
+
+export const ORT_PACKAGE = "onnxruntime-node";
+export type OrtModule = typeof Ort;
+
+/** The loaded package, or why it could not be loaded ("... not installed", "... failed to load: ..."). */
+export async function loadOnnxruntime(importer: Importer): Promise<OrtModule | string> {
+  let module: unknown;
+  const failed = await importPackage(ORT_PACKAGE, async (specifier) => {
+    module = await importer(specifier);
+  });
+  if (failed !== undefined) return failed;
+  const ort = module as Partial<OrtModule> | undefined;
+  // An ESM import of the CommonJS package gives its exports; a fake in tests may give anything.
+  if (typeof ort?.InferenceSession?.create !== "function")
+    return `${ORT_PACKAGE} loaded but has no InferenceSession`;
+  return ort as OrtModule;
+}
+
+export interface SessionOptions {
+  /** Intra-op threads (runtime.threads; one per core by default). */
+  threads: number;
+  device: DeviceName;
+}
+
+/**
+ * A session for `model` (a serialized ONNX ModelProto). The graph runs whole on one thread pool
+ * (inter-op 1: the ViT is a chain, nothing to run side by side); cuda takes the nodes its
+ * provider supports and leaves the rest on the CPU.
+ */
+export async function createSession(
+  ort: OrtModule,
+  model: Uint8Array,
+  opts: SessionOptions,
+): Promise<Ort.InferenceSession> {
+  try {
+    return await ort.InferenceSession.create(model, {
+      intraOpNumThreads: opts.threads,
+      interOpNumThreads: 1,
+      graphOptimizationLevel: "all",
+      executionProviders: opts.device === "cuda" ? ["cuda", "cpu"] : ["cpu"],
+    });
+  } catch (err) {
+    if (opts.device === "cuda") {
+      throw new UsageError(
+        `runtime.device cuda: onnxruntime could not start its CUDA provider (${firstLine(err)}); ` +
+          `it needs ${cudaProviderFile()} (installed by ${ORT_PACKAGE}'s postinstall on linux-x64) and CUDA 12`,
+      );
+    }
+    throw err;
+  }
+}
+
+/** Where onnxruntime-node keeps its CUDA provider library, which its postinstall downloads (linux-x64). */
+export function cudaProviderFile(): string {
+  const dir = path.dirname(createRequire(import.meta.url).resolve(`${ORT_PACKAGE}/package.json`));
+  return path.join(dir, "bin", "napi-v6", process.platform, process.arch, "libonnxruntime_providers_cuda.so");
+}
+
+/** Whether onnxruntime-node's CUDA provider library is on disk (not whether CUDA itself works). */
+export function hasCudaProvider(): boolean {
+  try {
+    return fs.existsSync(cudaProviderFile());
+  } catch {
+    return false;
+  }
+}
