@@ -9,17 +9,10 @@ import type { OptimizerConfig } from "../config/schema.js";
 import { DataError } from "../errors.js";
 import type { TensorData } from "../tensor.js";
 import type { OptimizerState } from "../weights/checkpoint.js";
+import { decays } from "../model/weight_decay.js";
 
 export type NamedVariable = [name: string, variable: tf.Variable];
 export type GradMap = Map<string, tf.Tensor>;
-
-/**
- * timm param_groups_weight_decay: biases and norm weights (rank < 2) and the model's
- * `noWeightDecay()` names (tokens, position embedding) get no decay.
- */
-export function decays(name: string, shape: readonly number[], noWeightDecay: ReadonlySet<string>): boolean {
-  return shape.length >= 2 && !noWeightDecay.has(name);
-}
 
 export interface ParamGroups {
   decay: string[];

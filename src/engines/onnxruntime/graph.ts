@@ -318,7 +318,7 @@ function infer(g: Graph, node: Node): Value[] {
       return [{ shape, dtype: node.op === "ArgMax" ? "int64" : "float" }];
     }
     case "OneHot":
-      return float([...x.shape, ins[1]!.known![0]]);
+      return [{ shape: [...x.shape, ins[1]!.known![0]], dtype: ins[2]!.dtype }];
     case "LayerNormalization": {
       const axis = axisOf(attr("axis").int, x.shape.length);
       const stats = x.shape.map((d, i) => (i < axis ? d : 1));
