@@ -17,6 +17,7 @@
 import * as tf from "@tensorflow/tfjs";
 import type { BackendName, DeviceName } from "../config/schema.js";
 import { UsageError, VitError } from "../errors.js";
+import { chooseDevice, type RunDevice, type WebgpuAdapter } from "./onnxruntime/device.js";
 import { loadOnnxruntime, ORT_PACKAGE, type OrtModule } from "./onnxruntime/runtime.js";
 import {
   type BackendChoice,
@@ -39,7 +40,12 @@ export interface OnnxruntimeChoice {
   skipped: BackendChoice["skipped"];
   /** Intra-op threads of every session. */
   threads: number;
-  device: DeviceName;
+  /** runtime.device decided (auto: webgpu on a hardware adapter, else cpu). */
+  device: RunDevice;
+  /** The WebGPU adapter found for webgpu or auto, or null. */
+  adapter: WebgpuAdapter | null;
+  /** Why auto passed over webgpu, or why the adapter is unknown. */
+  deviceNote?: string;
   /** The loaded package. */
   ort: OrtModule;
 }
@@ -68,6 +74,14 @@ export function engineOf(name: BackendName): EngineName | null {
  */
 export async function selectEngine(name: BackendName, opts: SelectOptions = {}): Promise<EngineChoice> {
   const importer = opts.importer ?? defaultImporter;
+  const device = opts.device ?? "auto";
+  if (device === "webgpu" || device === "cuda") {
+    // A device by name is onnxruntime's: auto goes there, a tfjs backend cannot take it.
+    if (name === "auto") name = "onnxruntime";
+    else if (name !== "onnxruntime") {
+      throw new UsageError(`runtime.device ${device} runs on the onnxruntime engine, not on backend ${name}`);
+    }
+  }
   if (name === "onnxruntime") {
     if (opts.tfjsOnly) throw new UsageError(`backend onnxruntime: ${opts.tfjsOnly}`);
     const started = await startOnnxruntime(importer, opts, []);
@@ -104,13 +118,16 @@ async function startOnnxruntime(
   if (typeof ort === "string") return ort;
   silenceTfjs();
   if (!(await tf.setBackend("cpu"))) throw new VitError("backend cpu failed to start");
+  const { device, adapter, note } = await chooseDevice(opts.device ?? "auto");
   return {
     engine: "onnxruntime",
     name: "onnxruntime",
     package: ORT_PACKAGE,
     skipped,
     threads: opts.threads ?? defaultThreads(),
-    device: opts.device ?? "cpu",
+    device,
+    adapter,
+    ...(note && { deviceNote: note }),
     ort,
   };
 }

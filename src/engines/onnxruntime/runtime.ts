@@ -7,9 +7,9 @@ import * as fs from "node:fs";
 import { createRequire } from "node:module";
 import * as path from "node:path";
 import type * as Ort from "onnxruntime-node";
-import type { DeviceName } from "../../config/schema.js";
 import { UsageError } from "../../errors.js";
 import { firstLine, type Importer, importPackage } from "../tfjs/select.js";
+import { deviceSessionOptions, type RunDevice, webgpuError } from "./device.js";
 
 export const ORT_PACKAGE = "onnxruntime-node";
 export type OrtModule = typeof Ort;
@@ -31,7 +31,9 @@ export async function loadOnnxruntime(importer: Importer): Promise<OrtModule | s
 export interface SessionOptions {
   /** Intra-op threads (runtime.threads; one per core by default). */
   threads: number;
-  device: DeviceName;
+  device: RunDevice;
+  /** Profile the session into `<profile>_<date>.json` (./placement.ts reads where nodes ran). */
+  profile?: string;
 }
 
 /**
@@ -49,7 +51,8 @@ export async function createSession(
       intraOpNumThreads: opts.threads,
       interOpNumThreads: 1,
       graphOptimizationLevel: "all",
-      executionProviders: opts.device === "cuda" ? ["cuda", "cpu"] : ["cpu"],
+      ...deviceSessionOptions(opts.device),
+      ...(opts.profile && { enableProfiling: true, profileFilePrefix: opts.profile }),
     });
   } catch (err) {
     if (opts.device === "cuda") {
@@ -58,6 +61,7 @@ export async function createSession(
           `it needs ${cudaProviderFile()} (installed by ${ORT_PACKAGE}'s postinstall on linux-x64) and CUDA 12`,
       );
     }
+    if (opts.device === "webgpu") throw webgpuError(err);
     throw err;
   }
 }
