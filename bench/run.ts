@@ -32,21 +32,18 @@ import os from "node:os";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import * as tf from "@tensorflow/tfjs";
-import {
-  type BackendName,
-  backendNames,
-  ModelConfigSchema,
-  TrainConfigSchema,
-} from "../src/config/schema.js";
+import { type Config, resolveConfig } from "../src/config/index.js";
+import { type BackendName, backendNames } from "../src/config/schema.js";
 import { createClassifier } from "../src/engines/classifier.js";
 import { describeEngine, type EngineChoice, selectEngine } from "../src/engines/select.js";
 import { modelStats } from "../src/model/stats.js";
 import { createModel, type VisionTransformer, type VitConfig } from "../src/model/vision_transformer.js";
 import { alignTable } from "../src/plot/table.js";
 import { Rng } from "../src/random.js";
+import { onnxruntimeStepEngine, tfjsStepEngine } from "../src/train/engine.js";
 import { classificationCriterion } from "../src/train/losses.js";
 import { createTrainState } from "../src/train/state.js";
-import { disposeStepResult, trainStep } from "../src/train/step.js";
+import { disposeStepResult } from "../src/train/step.js";
 
 interface BenchConfig {
   name: string;
@@ -166,39 +163,54 @@ function randomBatch(size: number, [h, w, c]: [number, number, number], classes:
 
 type Batch = ReturnType<typeof randomBatch>;
 
-interface TrainTiming {
-  ms: number[];
-  tensorsWarm: number;
-  tensorsAfter: number;
-}
-
-/** Training steps on tfjs (the loop's step: AdamW, label smoothing, the model's drop path). */
-async function timeTfjsTraining(model: VisionTransformer, batch: Batch, steps: number, warmup: number) {
+/**
+ * Training steps as the loop runs them (src/train/engine.ts): on tfjs the step of src/train/step.ts, on
+ * onnxruntime one session.run of the training graph; AdamW, label smoothing, the model's drop path.
+ */
+async function timeTraining(
+  engine: EngineChoice,
+  model: VisionTransformer,
+  config: Config,
+  batch: Batch,
+  steps: number,
+  warmup: number,
+) {
   const cfg = model.cfg;
-  const train = TrainConfigSchema.parse({});
-  const state = createTrainState(model, train, {
-    criterion: classificationCriterion(train.label_smoothing),
+  const state = createTrainState(model, config.train, {
+    criterion: classificationCriterion(config.train.label_smoothing),
     stepsPerEpoch: 1,
     inputShape: [cfg.img_size, cfg.img_size, cfg.in_chans],
     numClasses: cfg.num_classes,
   });
+  const stepper =
+    engine.engine === "onnxruntime"
+      ? onnxruntimeStepEngine(state, model, config, engine)
+      : tfjsStepEngine(state);
   let step = 0;
-  const trainOnce = () => {
-    const r = trainStep(state, [batch], step++);
+  const trainOnce = async () => {
+    const r = await stepper.step([batch], step++);
     r.loss.dataSync();
     disposeStepResult(r);
   };
-  await timeCalls(trainOnce, warmup, 0);
-  const tensorsWarm = tf.memory().numTensors;
-  const ms = await timeCalls(trainOnce, 0, steps);
-  return { ms, tensorsWarm, tensorsAfter: tf.memory().numTensors } satisfies TrainTiming;
+  try {
+    await timeCalls(trainOnce, warmup, 0);
+    const tensorsWarm = tf.memory().numTensors;
+    const ms = await timeCalls(trainOnce, 0, steps);
+    return { ms, tensorsWarm, tensorsAfter: tf.memory().numTensors };
+  } finally {
+    await stepper.dispose();
+  }
 }
 
 async function runChild(spec: BenchConfig): Promise<void> {
   const threads = args.threads === undefined ? null : Number(args.threads);
   const engine: EngineChoice = await selectEngine(args.backend as BackendName, { threads });
   const loadStart = os.loadavg()[0];
-  const cfg = ModelConfigSchema.parse({ ...ARCH, ...spec.model }) as VitConfig;
+  // The default recipe (AdamW, label smoothing); the learning rate's value does not change a step's time.
+  // One channel needs one mean and std (the pixels are random here: only their count matters).
+  const data = spec.model.in_chans === 1 ? { mean: [0.5], std: [0.5] } : {};
+  const config = resolveConfig({ model: { ...ARCH, ...spec.model }, data }, { source: spec.name });
+  const cfg = config.model as VitConfig;
   const model = createModel(cfg, { seed: 0 });
   const inputShape: [number, number, number] = [cfg.img_size, cfg.img_size, cfg.in_chans];
   const batch = randomBatch(spec.batch, inputShape, cfg.num_classes, 0);
@@ -207,8 +219,7 @@ async function runChild(spec: BenchConfig): Promise<void> {
   const tfjs = engine.engine === "tfjs";
 
   const matmulBefore = tfjs ? await matMulSpeed() : null;
-  // Training on onnxruntime needs its training graph (src/engines/onnxruntime, in progress).
-  const train = tfjs ? await timeTfjsTraining(model, batch, steps, warmup) : null;
+  const train = await timeTraining(engine, model, config, batch, steps, warmup);
   // The classifier owns the model from here on (onnxruntime copies the weights and frees it).
   const classifier = await createClassifier(engine, model);
   const inferMs = await timeCalls(() => classifier.predictLogits(batch.images, spec.batch), 1, steps);
@@ -223,7 +234,7 @@ async function runChild(spec: BenchConfig): Promise<void> {
       : null;
 
   const forwardFlops = 2 * modelStats(cfg, cfg.num_classes).macs * spec.batch;
-  const trainGflops = train ? (3 * forwardFlops) / best(train.ms) / 1e6 : null;
+  const trainGflops = (3 * forwardFlops) / best(train.ms) / 1e6;
   const inferGflops = forwardFlops / best(inferMs) / 1e6;
   const line = {
     bench: "model",
@@ -232,27 +243,26 @@ async function runChild(spec: BenchConfig): Promise<void> {
     backend: engine.name,
     threads: engine.threads ?? null,
     batch: spec.batch,
-    train_img_s: train ? round((spec.batch * 1000) / best(train.ms), 1) : null,
-    train_step_ms: train ? round(best(train.ms), 0) : null,
-    train_step_ms_median: train ? round(median(train.ms), 0) : null,
+    train_img_s: round((spec.batch * 1000) / best(train.ms), 1),
+    train_step_ms: round(best(train.ms), 0),
+    train_step_ms_median: round(median(train.ms), 0),
     infer_img_s: round((spec.batch * 1000) / best(inferMs), 1),
     infer_ms: round(best(inferMs), 0),
-    train_gflops: trainGflops === null ? null : round(trainGflops, 1),
+    train_gflops: round(trainGflops, 1),
     infer_gflops: round(inferGflops, 1),
     matmul_gflops: matmul ? round(matmul.sustained, 1) : null,
     matmul_fastest_gflops:
       matmulBefore && matmulAfter ? round(Math.max(matmulBefore.fastest, matmulAfter.fastest), 1) : null,
-    train_efficiency: matmul && trainGflops !== null ? round(trainGflops / matmul.sustained) : null,
+    train_efficiency: matmul ? round(trainGflops / matmul.sustained) : null,
     infer_efficiency: matmul ? round(inferGflops / matmul.sustained) : null,
     forward_gflop_per_image: round(forwardFlops / spec.batch / 1e9, 3),
     peak_rss_mb: Math.round(process.resourceUsage().maxRSS / 1024),
-    tensors: tfjs ? tf.memory().numTensors : null,
-    tensors_leaked_per_step: train ? (train.tensorsAfter - train.tensorsWarm) / steps : null,
+    tensors: tf.memory().numTensors,
+    tensors_leaked_per_step: (train.tensorsAfter - train.tensorsWarm) / steps,
     steps,
     warmup,
     load_avg: [round(loadStart), round(os.loadavg()[0])],
     ...(engine.engine === "tfjs" && engine.note ? { note: engine.note } : {}),
-    ...(train ? {} : { train_note: "training on onnxruntime is not in this bench yet" }),
     backend_description: describeEngine(engine),
   };
   console.log(JSON.stringify(line));

@@ -32,7 +32,7 @@ describe("vit (child process)", { concurrency: 2 }, () => {
     assert.equal(r.code, 0);
     assert.match(r.stdout, /^Usage: vit \[options\] \[command\]/);
     assert.match(r.stdout, /^ {2}config +print or check a config file$/m);
-    assert.match(r.stdout, /^ {2}info\|doctor \[options\] +show the tfjs backend/m);
+    assert.match(r.stdout, /^ {2}info\|doctor \[options\] +show the engine --backend auto picks/m);
     assert.match(r.stdout, /--verbose/);
   });
 
@@ -110,7 +110,7 @@ describe("vit (child process)", { concurrency: 2 }, () => {
     assert.deepEqual(r, { code: 2, stdout: "", stderr: "nope.yaml: no such file\n" });
   });
 
-  test("info reports the chosen backend, skipped ones and versions", async () => {
+  test("info reports the chosen engine, skipped ones and versions", async () => {
     const r = await info;
     assert.equal(r.code, 0);
     assert.equal(r.stderr, "", "no tfjs banner or warnings");
@@ -119,8 +119,21 @@ describe("vit (child process)", { concurrency: 2 }, () => {
     );
     assert.match(r.stdout, new RegExp(`^tfjs {8}${tfjs.version.replaceAll(".", "\\.")}$`, "m"));
     assert.match(r.stdout, new RegExp(`^node {8}${process.version.replaceAll(".", "\\.")} \\(`, "m"));
-    assert.match(r.stdout, /^backend {5}(tensorflow|wasm) .*chosen by --backend auto$/m);
+    assert.match(r.stdout, /^backend {5}(tensorflow|onnxruntime|wasm) .*chosen by --backend auto$/m);
     assert.match(r.stdout, /needs libtensorflow 2\.9\.1: CUDA 11\.2, cuDNN 8\.1/);
+    if (/^backend {5}onnxruntime/m.test(r.stdout)) {
+      // Here: no tfjs-node-gpu, so onnxruntime comes next, on one intra-op thread per core.
+      assert.match(r.stdout, /^engine {6}onnxruntime$/m);
+      assert.match(
+        r.stdout,
+        /^skipped {5}tensorflow: @tensorflow\/tfjs-node-gpu (not installed|failed to load)/m,
+      );
+      assert.match(
+        r.stdout,
+        new RegExp(`^onnxruntime \\d+\\.\\d+\\.\\d+, ${os.availableParallelism()} intra-op`, "m"),
+      );
+      assert.match(r.stdout, /^cuda {8}onnxruntime's CUDA provider is (not )?installed/m);
+    }
     if (/^backend {5}wasm/m.test(r.stdout)) {
       assert.match(
         r.stdout,
@@ -133,6 +146,7 @@ describe("vit (child process)", { concurrency: 2 }, () => {
   test("doctor --backend tensorflow without the package exits 2 naming it", async (t) => {
     const cpu = await vit(["doctor", "--backend", "cpu"]);
     assert.match(cpu.stdout, /^backend {5}cpu, chosen by --backend cpu$/m);
+    assert.match(cpu.stdout, /^engine {6}tfjs$/m);
     if (!/tfjs-node-gpu not installed/.test((await info).stdout)) {
       t.skip("a native tensorflow package is installed here");
       return;

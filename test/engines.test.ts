@@ -9,11 +9,14 @@ import * as os from "node:os";
 import * as path from "node:path";
 import { test } from "node:test";
 import * as tf from "@tensorflow/tfjs";
-import { ORT_PACKAGE } from "../src/engines/onnxruntime/runtime.js";
+import { ModelConfigSchema } from "../src/config/schema.js";
+import { createClassifier } from "../src/engines/classifier.js";
+import { cudaProviderFile, hasCudaProvider, ORT_PACKAGE } from "../src/engines/onnxruntime/runtime.js";
 import { describeEngine, resumeSelection, selectEngine } from "../src/engines/select.js";
 import { defaultThreads, type Importer, NATIVE_PACKAGES, WASM_PACKAGE } from "../src/engines/tfjs/select.js";
 import { DataError, UsageError } from "../src/errors.js";
 import { writeSafetensors } from "../src/io/safetensors.js";
+import { createModel } from "../src/model/index.js";
 import { readCheckpointEngine } from "../src/weights/checkpoint.js";
 
 const [GPU, NODE] = NATIVE_PACKAGES;
@@ -183,4 +186,22 @@ test("a checkpoint names its engine; older ones ran on tfjs; anything else is a 
   } finally {
     fs.rmSync(dir, { recursive: true, force: true });
   }
+});
+
+test("device cuda without onnxruntime's CUDA provider: a usage error naming the file it needs", async (t) => {
+  if (hasCudaProvider()) {
+    t.skip("onnxruntime-node's CUDA provider is installed here");
+    return;
+  }
+  const engine = await selectEngine("onnxruntime", { device: "cuda", threads: 1 });
+  const cfg = ModelConfigSchema.parse({ img_size: 8, patch_size: 4, embed_dim: 8, depth: 1, num_heads: 2 });
+  await assert.rejects(
+    createClassifier(engine, createModel({ ...cfg, num_classes: 2 }, { seed: 0 })),
+    (err) => {
+      assert.ok(err instanceof UsageError);
+      assert.match(err.message, /^runtime\.device cuda: onnxruntime could not start its CUDA provider \(/);
+      assert.ok(err.message.includes(cudaProviderFile()), err.message);
+      return true;
+    },
+  );
 });

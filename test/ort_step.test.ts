@@ -7,11 +7,12 @@
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 import * as tf from "@tensorflow/tfjs";
-import { initWasm } from "../src/engines/tfjs/wasm_threads.js";
+import * as ort from "onnxruntime-node";
 import { type Config, ConfigSchema } from "../src/config/schema.js";
 import { OrtTrainer } from "../src/engines/onnxruntime/trainer.js";
-import type { TensorData } from "../src/tensor.js";
+import { initWasm } from "../src/engines/tfjs/wasm_threads.js";
 import { createModel, type VitConfig } from "../src/model/vision_transformer.js";
+import type { TensorData } from "../src/tensor.js";
 import { distillationCriterion } from "../src/train/distill.js";
 import { classificationCriterion } from "../src/train/losses.js";
 import { createTrainState } from "../src/train/state.js";
@@ -126,6 +127,7 @@ async function compare(c: Case): Promise<void> {
   model.dispose();
 
   const trainer = new OrtTrainer(
+    ort,
     {
       model: modelCfg,
       optimizer: cfg.train.optimizer,

@@ -97,6 +97,7 @@ test("vit train: 2 epochs of a tiny model leave a complete run folder and beat c
   assert.ok(top1 > 1 / 3 + 0.15, `val top-1 ${top1} does not beat chance (1/3)`);
   const last = readSafetensors(path.join(dir, "checkpoints/last.safetensors"));
   assert.deepEqual(JSON.parse(last.metadata.classes), ["blue", "green", "red"]);
+  assert.equal(last.metadata.engine, "tfjs");
   assert.equal(JSON.parse(last.metadata.config).model.embed_dim, 16);
   assert.deepEqual(last.tensors.get("head.weight")!.shape, [3, 16]);
   const png = await sharp(path.join(dir, "curves.png")).metadata();
@@ -141,6 +142,45 @@ test("vit train: SIGINT finishes the step, saves, exits 130 with the resume comm
     records.filter((x) => x.kind === "epoch").map((x) => x.epoch),
     [0, 1, 2],
   );
+});
+
+test("vit train --resume stays on the run's engine unless --backend says otherwise", async () => {
+  await ready;
+  const config = writeConfig("engine", "train: {epochs: 1, batch_size: 6, log_interval: 4}");
+  const first = await vit(["train", "--config", config, "--backend", "cpu"]);
+  assert.equal(first.code, 0, first.stderr);
+  const lastFile = path.join(root, "runs", "engine", "checkpoints", "last.safetensors");
+  assert.equal(readSafetensors(lastFile).metadata.engine, "tfjs");
+
+  // runtime.backend is auto, which picks onnxruntime here: a tfjs run resumes on a tfjs backend.
+  const resumed = await vit(["train", "--resume", path.join("runs", "engine"), "--set", "train.epochs=2"]);
+  assert.equal(resumed.code, 0, resumed.stderr);
+  assert.match(resumed.stderr, /^ *backend +(tensorflow|wasm|cpu)\b/m);
+  assert.doesNotMatch(resumed.stderr, /onnxruntime/);
+
+  // A run trained on onnxruntime resumes there even when its config now names a tfjs backend.
+  const ortConfig = writeConfig("engine-ort", "train: {epochs: 1, batch_size: 6, log_interval: 4}");
+  const ort = await vit(["train", "--config", ortConfig, "--backend", "onnxruntime", "--threads", "1"]);
+  assert.equal(ort.code, 0, ort.stderr);
+  const ortLast = path.join(root, "runs", "engine-ort", "checkpoints", "last.safetensors");
+  assert.equal(readSafetensors(ortLast).metadata.engine, "onnxruntime");
+  const ortRun = path.join("runs", "engine-ort");
+  const ortResumed = await vit([
+    "train",
+    "--resume",
+    ortRun,
+    "--set",
+    "train.epochs=2",
+    "--set",
+    "runtime.backend=wasm",
+  ]);
+  assert.equal(ortResumed.code, 0, ortResumed.stderr);
+  assert.match(ortResumed.stderr, /^ *backend +onnxruntime\b/m);
+  // --backend overrides the recorded engine.
+  const cpu = await vit(["train", "--resume", ortRun, "--set", "train.epochs=3", "--backend", "cpu"]);
+  assert.equal(cpu.code, 0, cpu.stderr);
+  assert.match(cpu.stderr, /^ *backend +cpu\b/m);
+  assert.equal(readSafetensors(ortLast).metadata.engine, "tfjs");
 });
 
 test("vit train: usage and config errors exit 2 with one line", async () => {

@@ -1,6 +1,7 @@
 /**
- * `vit train --config F [--set k=v ...] [--resume DIR] [--backend B] [--threads N]`: trains into runs/<name>/ and
- * prints that folder on stdout. The first Ctrl-C (or SIGTERM) finishes the step, saves and exits
+ * `vit train --config F [--set k=v ...] [--resume DIR] [--backend B] [--threads N] [--device D]`: trains
+ * into runs/<name>/ and prints that folder on stdout. A resumed run stays on the engine it was
+ * trained on unless --backend says otherwise. The first Ctrl-C (or SIGTERM) finishes the step, saves and exits
  * 130 with the resume command; a second Ctrl-C quits at once.
  */
 import type { Command } from "commander";
@@ -16,9 +17,6 @@ interface TrainFlags {
   threads?: number;
   device?: DeviceName;
 }
-
-/** Training runs on tfjs until the onnxruntime training step is wired in. */
-const TRAIN_TFJS_ONLY = "vit train runs on tfjs for now: give --backend auto, tensorflow, wasm or cpu";
 
 export function register(program: Command): void {
   program
@@ -57,7 +55,7 @@ export function register(program: Command): void {
       const config = flags.resume
         ? loadRunConfig(flags.resume, flags.set)
         : loadConfig(flags.config!, { set: flags.set });
-      const selection =
+      const selection: { name: BackendName; tfjsOnly?: string } =
         flags.backend !== undefined
           ? { name: flags.backend }
           : flags.resume
@@ -66,7 +64,7 @@ export function register(program: Command): void {
       const engine = await startEngine(selection.name, {
         threads: flags.threads ?? config.runtime.threads,
         device: flags.device ?? config.runtime.device,
-        tfjsOnly: TRAIN_TFJS_ONLY,
+        tfjsOnly: selection.tfjsOnly,
       });
       const stop = new AbortController();
       const onSignal = (signal: NodeJS.Signals) => {
@@ -84,7 +82,8 @@ export function register(program: Command): void {
           config,
           resumeDir: flags.resume,
           backend: describeEngine(engine),
-          engine: engine.engine,
+          // onnxruntime runs the steps; tfjs's cpu backend holds the weights on the host.
+          engine: engine.engine === "onnxruntime" ? engine : { engine: "tfjs" },
           signal: stop.signal,
         });
         process.stdout.write(`${result.runDir}\n`);

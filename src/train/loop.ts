@@ -14,10 +14,7 @@ import { type Config, resolveConfig } from "../config/index.js";
 import type { Batch, EpochRun } from "../data/loader.js";
 import { mixupCutmix } from "../data/mixup.js";
 import { stepRng } from "../data/random.js";
-import type { EngineName } from "../engines/select.js";
-import { tfjsClassifier } from "../engines/tfjs/classifier.js";
 import { InterruptedError, UsageError, VitError } from "../errors.js";
-import { evaluate } from "../eval/evaluate.js";
 import { readSafetensorsHeader } from "../io/safetensors.js";
 import type { Summary } from "../metrics/classification.js";
 import type { VisionTransformer } from "../model/vision_transformer.js";
@@ -25,11 +22,12 @@ import { type RunProgress, readCheckpointMetadata } from "../weights/checkpoint.
 import { runPath } from "../weights/run_dir.js";
 import { writeCurves } from "./curves.js";
 import { NonFiniteWatch, RunningMeans } from "./device_stats.js";
+import type { EngineSpec } from "./engine.js";
 import type { Progress, StepStatus } from "./progress.js";
 import { type EpochValues, epochLine, epochRecord, stepRecord } from "./records.js";
 import { describePosition, RunCheckpoints } from "./run_checkpoints.js";
 import { formatSetup, setUpTraining, type TrainingSetup } from "./setup.js";
-import { disposeStepResult, type MicroBatch, trainStep } from "./step.js";
+import { disposeStepResult, type MicroBatch } from "./step.js";
 
 export interface TrainOptions {
   config: Config;
@@ -37,8 +35,8 @@ export interface TrainOptions {
   resumeDir?: string;
   /** The active engine and backend, for the summary. */
   backend: string;
-  /** The engine the steps run on, recorded in the checkpoints so a resume stays on it (default tfjs). */
-  engine?: EngineName;
+  /** The engine of the steps (default tfjs), recorded in the checkpoints so a resume stays on it. */
+  engine?: EngineSpec;
   /** Aborting finishes the current step, saves, and throws InterruptedError (exit 130). */
   signal?: AbortSignal;
   progress?: Progress;
@@ -92,7 +90,7 @@ class Trainer {
     /** Mutated as steps and epochs complete; saved with every last checkpoint. */
     private readonly at: RunProgress,
   ) {
-    this.checkpoints = new RunCheckpoints(setup, opts.engine ?? "tfjs");
+    this.checkpoints = new RunCheckpoints(setup, opts.engine?.engine ?? "tfjs");
     this.means.import(at.running);
     const resumingFrom = opts.resumeDir ? describePosition(at, setup.stepsPerEpoch) : null;
     if (resumingFrom) this.checkpoints.savedAt = resumingFrom;
@@ -113,7 +111,7 @@ class Trainer {
 
   /** Trains the rest of epoch `epoch`; returns the loader's pass and the images/s it ran at. */
   private async trainEpoch(epoch: number): Promise<EpochTrained> {
-    const { cfg, state, stepsPerEpoch, trainLoader, progress } = this.setup;
+    const { cfg, engine, stepsPerEpoch, trainLoader, progress } = this.setup;
     const { at } = this;
     const accum = cfg.train.accum_steps;
     if (at.epochStep === 0) this.means.reset();
@@ -128,7 +126,7 @@ class Trainer {
       chunk.push(this.microBatch(batch, epoch));
       if (chunk.length < accum && batch.step + 1 < trainLoader.stepsPerEpoch) continue;
 
-      const r = trainStep(state, chunk, at.step);
+      const r = await engine.step(chunk, at.step);
       this.watch.record(at.step, r.loss, r.gradNorm);
       this.means.add({ loss: r.loss, ...r.terms });
       const images = chunk.reduce((a, b) => a + b.size, 0);
@@ -240,8 +238,7 @@ class Trainer {
   /** Val top-1/top-5/loss of `model` (null without val data). */
   private async validate(model: VisionTransformer): Promise<Summary | null> {
     const { valLoader } = this.setup;
-    // Not disposed: the classifier is a view of the training model, which the loop still owns.
-    return valLoader ? (await evaluate(tfjsClassifier(model), valLoader)).summary : null;
+    return valLoader ? this.setup.engine.validate(model, valLoader) : null;
   }
 
   private saveLast(): void {
@@ -279,6 +276,6 @@ class Trainer {
     model.dispose();
     emaModel?.dispose();
     state.teacher?.dispose();
-    await Promise.all([trainLoader.close(), valLoader?.close()]);
+    await Promise.all([trainLoader.close(), valLoader?.close(), this.setup.engine.dispose()]);
   }
 }

@@ -7,9 +7,9 @@
 import * as tf from "@tensorflow/tfjs";
 import type { OptimizerConfig } from "../config/schema.js";
 import { DataError } from "../errors.js";
+import { decays } from "../model/weight_decay.js";
 import type { TensorData } from "../tensor.js";
 import type { OptimizerState } from "../weights/checkpoint.js";
-import { decays } from "../model/weight_decay.js";
 
 export type NamedVariable = [name: string, variable: tf.Variable];
 export type GradMap = Map<string, tf.Tensor>;

@@ -15,6 +15,7 @@ import { loadPretrained, type PretrainedReport } from "../weights/pretrained.js"
 import { createRunDir, MetricsLog, runPath } from "../weights/run_dir.js";
 import { trainingCriterion } from "./distill.js";
 import { ModelEma } from "./ema.js";
+import { type EngineSpec, onnxruntimeStepEngine, type StepEngine, tfjsStepEngine } from "./engine.js";
 import { formatSummary, Progress } from "./progress.js";
 import { createTrainState } from "./state.js";
 import type { TrainState } from "./step.js";
@@ -36,6 +37,8 @@ export interface TrainingSetup {
   progress: Progress;
   /** What model.pretrained loaded, for the summary (null when not set or resuming). */
   pretrained: PretrainedReport | null;
+  /** Runs the steps and the validation. */
+  engine: StepEngine;
 }
 
 export interface SetupOptions {
@@ -43,6 +46,8 @@ export interface SetupOptions {
   resumeDir?: string;
   progress?: Progress;
   cacheDir?: string;
+  /** The engine of the steps (default tfjs). */
+  engine?: EngineSpec;
 }
 
 /** The setup, and where the run stands: step 0 for a new run, the last checkpoint's position on resume. */
@@ -76,6 +81,10 @@ export async function setUpTraining(
     inputShape: [imgSize, imgSize, inChans],
     numClasses,
   });
+  const engine =
+    opts.engine?.engine === "onnxruntime"
+      ? onnxruntimeStepEngine(state, model, cfg, opts.engine)
+      : tfjsStepEngine(state);
   const attachEma = () => {
     if (emaModel) state.ema = new ModelEma(state.params, emaModel.namedParameters(), cfg.train.ema!.decay);
   };
@@ -129,6 +138,7 @@ export async function setUpTraining(
     metrics,
     progress,
     pretrained,
+    engine,
   };
   return { setup, at };
 }

@@ -59,6 +59,15 @@ export interface StepResult {
   lr: number;
 }
 
+/** Dropout and drop-path draws depend only on (seed, step, micro-batch): a resumed run repeats them. */
+export function microBatchSeed(
+  state: Pick<TrainState, "seed" | "accumSteps">,
+  step: number,
+  i: number,
+): number {
+  return state.seed + step * state.accumSteps + i;
+}
+
 /**
  * Gradients of the loss over all micro-batches, each weighted by its share of the images, so
  * accumulating k micro-batches gives the gradient of one batch k times larger.
@@ -80,11 +89,7 @@ export function computeGradients(state: TrainState, batches: readonly MicroBatch
     const result = tf.variableGrads(() => {
       const labels = tf.tensor1d(batch.labels, "int32");
       const targets = batch.targets ? tf.tensor2d(batch.targets, [batch.size, state.numClasses]) : null;
-      // Dropout and drop-path draws depend only on (seed, step, micro-batch): a resumed run repeats them.
-      const output = state.model.forward(images, {
-        training: true,
-        seed: state.seed + step * state.accumSteps + i,
-      });
+      const output = state.model.forward(images, { training: true, seed: microBatchSeed(state, step, i) });
       const r = state.criterion({ images, output, labels, targets, teacherLogits });
       // Extra terms are not the gradient's target; keep them past variableGrads' internal tidy.
       for (const [k, t] of Object.entries(r.terms ?? {})) kept[k] = tf.keep(tf.mul(t, weight));

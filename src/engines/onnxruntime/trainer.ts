@@ -8,14 +8,18 @@
  * model draws them (ForwardContext streams), so a step repeats exactly on resume.
  */
 import * as os from "node:os";
-import * as ort from "onnxruntime-node";
+import type * as Ort from "onnxruntime-node";
 import type { DistillConfig, OptimizerConfig } from "../../config/schema.js";
 import { DataError } from "../../errors.js";
-import type { TensorData } from "../../tensor.js";
 import { keepMask } from "../../model/layers/dropout.js";
 import { ForwardContext } from "../../model/module.js";
 import type { VitConfig } from "../../model/vision_transformer.js";
+import type { TensorData } from "../../tensor.js";
+import { type InferenceModel, inferenceModel } from "./inference.js";
 import { buildTrainGraph, IO, slotNames, type TrainGraph, type TrainGraphKind } from "./train_graph.js";
+
+/** onnxruntime-node, loaded by the caller (an optional dependency: imported only when chosen). */
+export type OrtModule = typeof Ort;
 
 export interface OrtTrainerSpec {
   model: VitConfig;
@@ -56,15 +60,17 @@ export interface OrtOptimizerState {
   steps: Record<string, number>;
 }
 
-type Session = { session: ort.InferenceSession; graph: TrainGraph };
+type Session = { session: Ort.InferenceSession; graph: TrainGraph };
 
 export class OrtTrainer {
   private readonly sessions = new Map<string, Promise<Session>>();
   /** `<slot>.<param>` -> values; zero until the first update, as torch's lazily created state. */
   private readonly slots = new Map<string, Float32Array>();
   private readonly steps = new Map<string, number>();
+  private evalSession: Promise<{ session: Ort.InferenceSession; model: InferenceModel }> | null = null;
 
   constructor(
+    private readonly ort: OrtModule,
     private readonly spec: OrtTrainerSpec,
     private readonly paramShapes: ReadonlyMap<string, readonly number[]>,
   ) {
@@ -115,10 +121,33 @@ export class OrtTrainer {
     const { session, graph } = await this.session("update", batches[0].size);
     const feeds = this.paramFeeds(graph, params);
     for (const p of trained)
-      feeds[IO.grad(p)] = new ort.Tensor("float32", sums.get(p)!, graph.params.get(p)!);
+      feeds[IO.grad(p)] = new this.ort.Tensor("float32", sums.get(p)!, graph.params.get(p)!);
     Object.assign(feeds, this.updateFeeds(graph, lr));
     const r = this.applied(graph, await session.run(feeds), []);
     return { ...r, loss, terms };
+  }
+
+  /**
+   * Eval-mode logits [size, K] (a distilled model: the mean of its heads) of `images` under
+   * `params`, for validation during training: one session whose weights are inputs.
+   */
+  async logits(
+    params: ReadonlyMap<string, Float32Array>,
+    images: Float32Array,
+    size: number,
+  ): Promise<Float32Array> {
+    this.evalSession ??= (async () => {
+      const model = inferenceModel(this.spec.model, { weights: null, heads: "mean" });
+      const session = await this.ort.InferenceSession.create(model.bytes, sessionOptions(this.spec.threads));
+      return { session, model };
+    })();
+    const { session, model } = await this.evalSession;
+    const { img_size: S, in_chans: C } = this.spec.model;
+    const feeds: Record<string, Ort.Tensor> = {
+      [model.input]: new this.ort.Tensor("float32", images, [size, S, S, C]),
+    };
+    for (const [p, shape] of model.params) feeds[p] = new this.ort.Tensor("float32", params.get(p)!, shape);
+    return (await session.run(feeds))[model.outputs[0]].data as Float32Array;
   }
 
   exportState(): OrtOptimizerState {
@@ -147,8 +176,12 @@ export class OrtTrainer {
   }
 
   async release(): Promise<void> {
-    const sessions = await Promise.all(this.sessions.values());
+    const sessions = await Promise.all([
+      ...this.sessions.values(),
+      ...(this.evalSession ? [this.evalSession] : []),
+    ]);
     this.sessions.clear();
+    this.evalSession = null;
     await Promise.all(sessions.map((s) => s.session.release()));
   }
 
@@ -159,7 +192,10 @@ export class OrtTrainer {
     if (!s) {
       s = (async () => {
         const graph = buildTrainGraph({ ...this.spec, batch }, kind);
-        const session = await ort.InferenceSession.create(graph.bytes, sessionOptions(this.spec.threads));
+        const session = await this.ort.InferenceSession.create(
+          graph.bytes,
+          sessionOptions(this.spec.threads),
+        );
         return { session, graph };
       })();
       this.sessions.set(key, s);
@@ -168,27 +204,27 @@ export class OrtTrainer {
   }
 
   /** Images, targets (hard labels become smoothed one-hot rows), teacher logits, loss share, masks. */
-  private batchFeeds(graph: TrainGraph, b: OrtMicroBatch, lossScale: number): Record<string, ort.Tensor> {
+  private batchFeeds(graph: TrainGraph, b: OrtMicroBatch, lossScale: number): Record<string, Ort.Tensor> {
     const K = this.spec.model.num_classes;
     const [S, C] = [this.spec.model.img_size, this.spec.model.in_chans];
-    const feeds: Record<string, ort.Tensor> = {
-      [IO.images]: new ort.Tensor("float32", b.images, [b.size, S, S, C]),
-      [IO.targets]: new ort.Tensor(
+    const feeds: Record<string, Ort.Tensor> = {
+      [IO.images]: new this.ort.Tensor("float32", b.images, [b.size, S, S, C]),
+      [IO.targets]: new this.ort.Tensor(
         "float32",
         b.targets ?? smoothedOneHot(b.labels, K, this.spec.labelSmoothing),
         [b.size, K],
       ),
-      [IO.lossScale]: new ort.Tensor("float32", Float32Array.of(lossScale), []),
+      [IO.lossScale]: new this.ort.Tensor("float32", Float32Array.of(lossScale), []),
     };
     if (graph.terms.length > 0) {
       if (!b.teacherLogits) throw new Error("distillation needs the teacher's logits for the batch");
-      feeds[IO.teacher] = new ort.Tensor("float32", b.teacherLogits, [b.size, K]);
+      feeds[IO.teacher] = new this.ort.Tensor("float32", b.teacherLogits, [b.size, K]);
     }
     // One stream per stochastic layer, numbered in call order: the tfjs forward's ForwardContext.
     const ctx = new ForwardContext(true, b.seed);
     for (const m of graph.masks) {
       const size = m.shape.reduce((x, y) => x * y, 1);
-      feeds[m.input] = new ort.Tensor("float32", keepMask(size, 1 - m.rate, ctx.nextRng()), m.shape);
+      feeds[m.input] = new this.ort.Tensor("float32", keepMask(size, 1 - m.rate, ctx.nextRng()), m.shape);
     }
     return feeds;
   }
@@ -196,22 +232,22 @@ export class OrtTrainer {
   private paramFeeds(
     graph: TrainGraph,
     params: ReadonlyMap<string, Float32Array>,
-  ): Record<string, ort.Tensor> {
-    const feeds: Record<string, ort.Tensor> = {};
+  ): Record<string, Ort.Tensor> {
+    const feeds: Record<string, Ort.Tensor> = {};
     for (const [p, shape] of graph.params) {
       const data = params.get(p);
       if (!data) throw new Error(`onnxruntime step: no value for parameter ${p}`);
-      feeds[p] = new ort.Tensor("float32", data, shape);
+      feeds[p] = new this.ort.Tensor("float32", data, shape);
     }
     return feeds;
   }
 
   /** Optimizer state and the update's scalars for the next step of the trained parameters. */
-  private updateFeeds(graph: TrainGraph, lr: number): Record<string, ort.Tensor> {
-    const feeds: Record<string, ort.Tensor> = {};
+  private updateFeeds(graph: TrainGraph, lr: number): Record<string, Ort.Tensor> {
+    const feeds: Record<string, Ort.Tensor> = {};
     for (const key of graph.slots) {
       const param = key.slice(key.indexOf(".") + 1);
-      feeds[key] = new ort.Tensor("float32", this.slots.get(key)!, graph.params.get(param)!);
+      feeds[key] = new this.ort.Tensor("float32", this.slots.get(key)!, graph.params.get(param)!);
     }
     const steps = new Set(graph.trained.map((p) => this.steps.get(p)! + 1));
     if (steps.size > 1) {
@@ -231,14 +267,14 @@ export class OrtTrainer {
             bc2_sqrt: Math.sqrt(1 - opt.betas[1] ** step),
           }
         : { lr };
-    for (const s of graph.scalars) feeds[s] = new ort.Tensor("float32", Float32Array.of(values[s]), []);
+    for (const s of graph.scalars) feeds[s] = new this.ort.Tensor("float32", Float32Array.of(values[s]), []);
     return feeds;
   }
 
   /** Takes the new optimizer state and counts the step; returns the new parameters. */
   private applied(
     graph: TrainGraph,
-    out: ort.InferenceSession.ReturnType,
+    out: Ort.InferenceSession.ReturnType,
     terms: readonly string[],
   ): OrtStepResult {
     const params = new Map<string, Float32Array>();
@@ -267,7 +303,7 @@ function smoothedOneHot(labels: Int32Array, K: number, smoothing: number): Float
   return t;
 }
 
-export function sessionOptions(threads: number | null): ort.InferenceSession.SessionOptions {
+export function sessionOptions(threads: number | null): Ort.InferenceSession.SessionOptions {
   return {
     graphOptimizationLevel: "all",
     intraOpNumThreads: threads ?? os.availableParallelism(),
