@@ -11,6 +11,7 @@
 import * as tf from "@tensorflow/tfjs";
 import type { Config } from "../config/index.js";
 import type { DataLoader } from "../data/loader.js";
+import type { RunDevice } from "../engines/onnxruntime/device.js";
 import { type OrtModule, OrtTrainer } from "../engines/onnxruntime/trainer.js";
 import { tfjsClassifier } from "../engines/tfjs/classifier.js";
 import { evaluate } from "../eval/evaluate.js";
@@ -33,7 +34,7 @@ export interface StepEngine {
 /** The engine `vit train` runs on: tfjs unless onnxruntime was chosen (its loaded module and threads). */
 export type EngineSpec =
   | { engine: "tfjs" }
-  | { engine: "onnxruntime"; ort: OrtModule; threads: number | null };
+  | { engine: "onnxruntime"; ort: OrtModule; threads: number | null; device?: RunDevice };
 
 export function tfjsStepEngine(state: TrainState): StepEngine {
   return {
@@ -53,7 +54,7 @@ export function onnxruntimeStepEngine(
   state: TrainState,
   model: VisionTransformer,
   cfg: Config,
-  spec: { ort: OrtModule; threads: number | null },
+  spec: { ort: OrtModule; threads: number | null; device?: RunDevice },
 ): StepEngine {
   state.optimizer.dispose();
   const noWeightDecay = model.noWeightDecay();
@@ -67,6 +68,7 @@ export function onnxruntimeStepEngine(
       labelSmoothing: cfg.train.label_smoothing,
       distill: cfg.distill ?? null,
       threads: spec.threads,
+      device: spec.device,
     },
     model.paramShapes(),
   );

@@ -15,6 +15,7 @@ import { keepMask } from "../../model/layers/dropout.js";
 import { ForwardContext } from "../../model/module.js";
 import type { VitConfig } from "../../model/vision_transformer.js";
 import type { TensorData } from "../../tensor.js";
+import { deviceSessionOptions, type RunDevice } from "./device.js";
 import { type InferenceModel, inferenceModel } from "./inference.js";
 import { buildTrainGraph, IO, slotNames, type TrainGraph, type TrainGraphKind } from "./train_graph.js";
 
@@ -30,6 +31,8 @@ export interface OrtTrainerSpec {
   distill: Pick<DistillConfig, "type" | "alpha" | "tau"> | null;
   /** Intra-op threads; null: one per core. */
   threads: number | null;
+  /** The device every session runs on (./device.ts); absent: cpu. */
+  device?: RunDevice;
 }
 
 export interface OrtMicroBatch {
@@ -138,7 +141,10 @@ export class OrtTrainer {
   ): Promise<Float32Array> {
     this.evalSession ??= (async () => {
       const model = inferenceModel(this.spec.model, { weights: null, heads: "mean" });
-      const session = await this.ort.InferenceSession.create(model.bytes, sessionOptions(this.spec.threads));
+      const session = await this.ort.InferenceSession.create(
+        model.bytes,
+        sessionOptions(this.spec.threads, this.spec.device),
+      );
       return { session, model };
     })();
     const { session, model } = await this.evalSession;
@@ -194,7 +200,7 @@ export class OrtTrainer {
         const graph = buildTrainGraph({ ...this.spec, batch }, kind);
         const session = await this.ort.InferenceSession.create(
           graph.bytes,
-          sessionOptions(this.spec.threads),
+          sessionOptions(this.spec.threads, this.spec.device),
         );
         return { session, graph };
       })();
@@ -303,8 +309,12 @@ function smoothedOneHot(labels: Int32Array, K: number, smoothing: number): Float
   return t;
 }
 
-export function sessionOptions(threads: number | null): Ort.InferenceSession.SessionOptions {
+export function sessionOptions(
+  threads: number | null,
+  device: RunDevice = "cpu",
+): Ort.InferenceSession.SessionOptions {
   return {
+    ...deviceSessionOptions(device),
     graphOptimizationLevel: "all",
     intraOpNumThreads: threads ?? os.availableParallelism(),
     interOpNumThreads: 1,
