@@ -1,7 +1,7 @@
 /**
  * Training on the webgpu device: a step equals the CPU provider's within 1e-4 relative (loss,
  * gradient norm, every parameter and optimizer slot), and a short run learns an easy task, read
- * back through the eval graph on the same device. Skipped, with the reason, only where no WebGPU
+ * back through the eval graph on the same device; a framework teacher runs there too. Skipped, with the reason, only where no WebGPU
  * adapter exists (.ci/run installs Mesa's software Vulkan driver, so CI has one). Small shapes:
  * the software device compiles a shader per kernel, seconds per session.
  */
@@ -14,7 +14,8 @@ import type { RunDevice } from "../src/engines/onnxruntime/device.js";
 import { type OrtMicroBatch, OrtTrainer } from "../src/engines/onnxruntime/trainer.js";
 import { silenceTfjs } from "../src/engines/tfjs/select.js";
 import { createModel, type VitConfig } from "../src/model/vision_transformer.js";
-import { webgpuSkip } from "./support.js";
+import { deviceTeacher } from "../src/train/device_teacher.js";
+import { assertClose, webgpuSkip } from "./support.js";
 
 // The initial weights come from tfjs's cpu backend, as on the onnxruntime engine.
 silenceTfjs();
@@ -152,6 +153,26 @@ describe("training on webgpu", { skip: await webgpuSkip() }, () => {
       assert.ok(correct >= 14, `${correct}/16 right after training`);
     } finally {
       await tr.release();
+    }
+  });
+
+  test("a framework teacher on webgpu answers as on tfjs (distilled: the mean of its heads)", async () => {
+    const teacher = createModel({ ...modelCfg, distilled: true }, { seed: 9 });
+    const b = batch(4, 3);
+    const want = tf.tidy(
+      () => teacher.forward(tf.tensor4d(b.images, [4, SIZE, SIZE, 3]), { training: false }) as tf.Tensor2D,
+    );
+    const onDevice = deviceTeacher(
+      { model: teacher, adapt: (x) => tf.clone(x) },
+      { ort, threads: 1, device: "webgpu" },
+    );
+    try {
+      const got = await onDevice.logits(b.images, 4, [SIZE, SIZE, 3]);
+      assertClose(got, want.dataSync(), 1e-5, "teacher logits");
+    } finally {
+      await onDevice.release();
+      want.dispose();
+      teacher.dispose();
     }
   });
 });

@@ -18,6 +18,7 @@ import { evaluate } from "../eval/evaluate.js";
 import { addBatch, emptyTally, type Summary, summarize } from "../metrics/classification.js";
 import type { VisionTransformer } from "../model/vision_transformer.js";
 import type { OptimizerState } from "../weights/checkpoint.js";
+import { deviceTeacher } from "./device_teacher.js";
 import { type Optimizer, paramGroups } from "./optimizer.js";
 import { type MicroBatch, microBatchSeed, type StepResult, type TrainState, trainStep } from "./step.js";
 
@@ -76,15 +77,22 @@ export function onnxruntimeStepEngine(
   const hostParams = (m: VisionTransformer) =>
     new Map(m.namedParameters().map(([name, v]) => [name, v.dataSync() as Float32Array]));
   const [h, w, c] = state.inputShape;
+  // A framework teacher runs on the student's device (./device_teacher.ts); a tfjs one on tfjs.
+  const onDevice = state.teacher?.vit ? deviceTeacher(state.teacher.vit, spec) : null;
+  const teacherOf = async (b: MicroBatch) =>
+    !state.teacher
+      ? null
+      : onDevice
+        ? onDevice.logits(b.images, b.size, [h, w, c])
+        : teacherLogits(state, b, [h, w, c]);
   return {
     name: "onnxruntime",
     async step(batches, step) {
       const lr = state.schedule(step);
-      const micro = batches.map((b, i) => ({
-        ...b,
-        seed: microBatchSeed(state, step, i),
-        teacherLogits: state.teacher ? teacherLogits(state, b, [h, w, c]) : null,
-      }));
+      const micro = [];
+      for (const [i, b] of batches.entries()) {
+        micro.push({ ...b, seed: microBatchSeed(state, step, i), teacherLogits: await teacherOf(b) });
+      }
       const r = await trainer.step(hostParams(model), micro, lr);
       for (const [name, v] of state.params) {
         const data = r.params.get(name);
@@ -106,7 +114,10 @@ export function onnxruntimeStepEngine(
       }
       return summarize(tally);
     },
-    dispose: () => trainer.release(),
+    dispose: async () => {
+      await trainer.release();
+      await onDevice?.release();
+    },
   };
 }
 

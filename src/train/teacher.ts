@@ -25,6 +25,7 @@ import * as path from "node:path";
 import * as tf from "@tensorflow/tfjs";
 import { ConfigError, DataError } from "../errors.js";
 import { readSafetensorsHeader } from "../io/safetensors.js";
+import type { VisionTransformer } from "../model/vision_transformer.js";
 import { loadInferenceModel } from "../weights/model_source.js";
 import { runPath } from "../weights/run_dir.js";
 
@@ -34,6 +35,8 @@ export interface Teacher {
   /** Teacher logits `[B, K]` for a student batch `[B, H, W, C]` (normalized the student's way). */
   logits(images: tf.Tensor4D): tf.Tensor2D;
   dispose(): void;
+  /** A framework teacher's model and input adapter, for an engine that runs the model itself (./device_teacher.ts). */
+  readonly vit?: { model: VisionTransformer; adapt(images: tf.Tensor4D): tf.Tensor4D };
 }
 
 /** What the teacher must agree with: the student's classes and input. */
@@ -85,6 +88,7 @@ function loadVitTeacher(file: string, student: StudentSpec): Teacher {
       logits: (images) =>
         tf.tidy(() => model.forward(adapt.apply(images), { training: false }) as tf.Tensor2D),
       dispose: () => model.dispose(),
+      vit: { model, adapt: adapt.apply },
     };
   } catch (err) {
     model.dispose();
