@@ -1,39 +1,34 @@
 /**
- * runtime.device: which device auto takes for which WebGPU adapter (a fake `webgpu` package stands
- * in for Dawn, so these run on any machine), and the placement of nodes read from a profile.
+ * runtime.device: which device auto takes for which WebGPU adapter (a fake query stands in for
+ * Dawn, so these run on any machine), Dawn asked for real, and the placement of nodes read from a
+ * profile.
  */
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { chooseDevice, WEBGPU_PACKAGE } from "../src/engines/onnxruntime/device.js";
+import {
+  type AdapterInfo,
+  type AdapterQuery,
+  chooseDevice,
+  dawnQuery,
+} from "../src/engines/onnxruntime/device.js";
 import { describePlacement, placementOf } from "../src/engines/onnxruntime/placement.js";
-import type { Importer } from "../src/engines/tfjs/select.js";
 
-interface FakeInfo {
-  description?: string;
-  vendor?: string;
-  device?: string;
-  isFallbackAdapter?: boolean;
-}
+/** Dawn finding `info` (null: no adapter; a string: why it could not be asked). */
+const dawn =
+  (info: AdapterInfo | null | string): AdapterQuery =>
+  async () =>
+    info;
 
-/** A `webgpu` package whose Dawn finds `info` (null: no adapter), or a missing one. */
-function dawn(info: FakeInfo | null | "missing"): Importer {
-  return async (pkg) => {
-    assert.equal(pkg, WEBGPU_PACKAGE);
-    if (info === "missing") {
-      throw Object.assign(new Error(`Cannot find package '${pkg}'`), { code: "ERR_MODULE_NOT_FOUND" });
-    }
-    return {
-      create: () => ({ requestAdapter: async () => (info === null ? null : { info }) }),
-    };
-  };
-}
-
-const LLVMPIPE: FakeInfo = {
+const LLVMPIPE: AdapterInfo = {
   description: "llvmpipe: Mesa 25.0.7 (LLVM 15.0.6)",
   vendor: "mesa",
   isFallbackAdapter: true,
 };
-const RTX: FakeInfo = { description: "NVIDIA GeForce RTX 4090", vendor: "nvidia", isFallbackAdapter: false };
+const RTX: AdapterInfo = {
+  description: "NVIDIA GeForce RTX 4090",
+  vendor: "nvidia",
+  isFallbackAdapter: false,
+};
 
 test("auto takes webgpu on a hardware adapter", async () => {
   const choice = await chooseDevice("auto", dawn(RTX));
@@ -64,15 +59,21 @@ test("no adapter, or no webgpu package: auto is cpu with the reason; webgpu by n
   const none = await chooseDevice("auto", dawn(null));
   assert.equal(none.device, "cpu");
   assert.match(none.note ?? "", /no WebGPU adapter/);
-  const missing = await chooseDevice("auto", dawn("missing"));
-  assert.equal(missing.device, "cpu");
-  assert.match(missing.note ?? "", /webgpu not installed/);
-  const named = await chooseDevice("webgpu", dawn("missing"));
+  const why = "webgpu not installed (npm install webgpu), so the adapter is not known";
+  const missing = await chooseDevice("auto", dawn(why));
+  assert.deepEqual(missing, { device: "cpu", adapter: null, note: `webgpu passed over: ${why}` });
+  const named = await chooseDevice("webgpu", dawn(why));
   assert.deepEqual([named.device, named.adapter], ["webgpu", null]);
 });
 
+test("Dawn, asked in a child process, answers with an adapter or says why not", async () => {
+  const found = await dawnQuery();
+  if (typeof found === "string") assert.match(found, /webgpu|adapter/);
+  else if (found !== null) assert.equal(typeof found.description, "string");
+});
+
 test("cpu and cuda never ask for an adapter", async () => {
-  const never: Importer = async () => assert.fail("the webgpu package was loaded");
+  const never: AdapterQuery = async () => assert.fail("Dawn was asked");
   assert.deepEqual(await chooseDevice("cpu", never), { device: "cpu", adapter: null });
   assert.deepEqual(await chooseDevice("cuda", never), { device: "cuda", adapter: null });
 });

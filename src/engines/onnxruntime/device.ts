@@ -9,14 +9,18 @@
  *
  * onnxruntime-node says nothing about the adapter its Dawn picks (no adapter info in its JS API,
  * nor in its verbose log). So the adapter is asked of the `webgpu` npm package (Dawn's own Node
- * bindings, prebuilt inside the npm package, an optional dependency): the same Dawn, asked the
- * way onnxruntime's provider asks it (high-performance, default backend), sees the same adapter.
+ * bindings, prebuilt inside the npm package, an optional dependency), in a child process: the same
+ * Dawn, asked the way onnxruntime's provider asks it (high-performance, default backend), sees the
+ * same adapter.
  */
+import { execFile } from "node:child_process";
+import { createRequire } from "node:module";
+import { pathToFileURL } from "node:url";
 import type { DeviceName } from "../../config/schema.js";
 import { UsageError } from "../../errors.js";
-import { defaultImporter, firstLine, type Importer, importPackage } from "../tfjs/select.js";
+import { firstLine } from "../tfjs/select.js";
 
-export const WEBGPU_PACKAGE = "webgpu";
+const WEBGPU_PACKAGE = "webgpu";
 
 /** A device a session runs on: runtime.device once auto is decided. */
 export type RunDevice = Exclude<DeviceName, "auto">;
@@ -38,21 +42,17 @@ export interface DeviceChoice {
   note?: string;
 }
 
-/** The part of the `webgpu` package used here (its types come from @webgpu/types). */
-interface DawnModule {
-  create(flags: string[]): {
-    requestAdapter(opts: { powerPreference: string }): Promise<{
-      info: {
-        description?: string;
-        vendor?: string;
-        architecture?: string;
-        device?: string;
-        isFallbackAdapter?: boolean;
-      };
-      isFallbackAdapter?: boolean;
-    } | null>;
-  };
+/** What Dawn says of an adapter (GPUAdapterInfo). */
+export interface AdapterInfo {
+  description?: string;
+  vendor?: string;
+  architecture?: string;
+  device?: string;
+  isFallbackAdapter?: boolean;
 }
+
+/** Asks Dawn for its adapter: its info, null where there is none, or why it could not be asked. */
+export type AdapterQuery = () => Promise<AdapterInfo | null | string>;
 
 /**
  * A software adapter is told apart by Dawn's `isFallbackAdapter`, which Dawn sets when the driver
@@ -62,42 +62,72 @@ interface DawnModule {
  */
 const SOFTWARE_NAMES = /llvmpipe|lavapipe|swiftshader|\bwarp\b|microsoft basic render/i;
 
+/**
+ * The child that asks: Dawn prints warnings to stderr while it sizes a software adapter's limits,
+ * which a child keeps out of the command's own output (and the process keeps one Dawn, onnxruntime's).
+ * onnxruntime's provider asks for high-performance on the platform's default backend; so does this.
+ */
+const QUERY_SCRIPT = `
+const { create } = await import(process.argv[1]);
+const adapter = await create([]).requestAdapter({ powerPreference: "high-performance" });
+const info = adapter && adapter.info;
+const keys = ["description", "vendor", "architecture", "device", "isFallbackAdapter"];
+process.stdout.write(JSON.stringify(info ? Object.fromEntries(keys.map((k) => [k, info[k] ?? adapter[k]])) : null));
+process.exit(0);
+`;
+
+/** Dawn through the `webgpu` npm package, in a child process (QUERY_SCRIPT). */
+export const dawnQuery: AdapterQuery = async () => {
+  let entry: string;
+  try {
+    entry = createRequire(import.meta.url).resolve(WEBGPU_PACKAGE);
+  } catch {
+    return `${WEBGPU_PACKAGE} not installed (npm install ${WEBGPU_PACKAGE}), so the adapter is not known`;
+  }
+  const run = await new Promise<{ code: number | null; out: string; err: string }>((resolve) => {
+    execFile(
+      process.execPath,
+      ["--input-type=module", "-e", QUERY_SCRIPT, pathToFileURL(entry).href],
+      { timeout: 30_000 },
+      (error, out, err) =>
+        resolve({ code: error ? (typeof error.code === "number" ? error.code : 1) : 0, out, err }),
+    );
+  });
+  if (run.code !== 0) {
+    const reason =
+      run.err
+        .split("\n")
+        .filter((l) => l && !l.startsWith("Warning:"))
+        .pop() ?? `exit code ${run.code}`;
+    return `${WEBGPU_PACKAGE} failed to ask for an adapter: ${reason}`;
+  }
+  return JSON.parse(run.out) as AdapterInfo | null;
+};
+
 let adapterProbe: Promise<WebgpuAdapter | string> | undefined;
 
 /**
  * The adapter onnxruntime's WebGPU provider would take, or why there is none. Asked once per
- * process (Dawn enumerates the drivers, ~0.3 s). The importer is for tests.
+ * process (Dawn enumerates the drivers: about half a second). `query` is for tests.
  */
-export function findWebgpuAdapter(importer: Importer = defaultImporter): Promise<WebgpuAdapter | string> {
-  if (importer !== defaultImporter) return probeAdapter(importer);
-  adapterProbe ??= probeAdapter(importer);
+export function findWebgpuAdapter(query: AdapterQuery = dawnQuery): Promise<WebgpuAdapter | string> {
+  if (query !== dawnQuery) return probeAdapter(query);
+  adapterProbe ??= probeAdapter(query);
   return adapterProbe;
 }
 
-async function probeAdapter(importer: Importer): Promise<WebgpuAdapter | string> {
-  let dawn: DawnModule | undefined;
-  const failed = await importPackage(WEBGPU_PACKAGE, async (specifier) => {
-    dawn = (await importer(specifier)) as DawnModule;
-  });
-  if (failed !== undefined || !dawn)
-    return `${failed ?? `${WEBGPU_PACKAGE} loaded empty`}, so the adapter is not known`;
-  try {
-    // onnxruntime's provider asks for high-performance on the platform's default backend.
-    const adapter = await dawn.create([]).requestAdapter({ powerPreference: "high-performance" });
-    if (!adapter)
-      return "no WebGPU adapter (no GPU driver for WebGPU: on Linux a Vulkan driver, see docs/webgpu.md)";
-    const info = adapter.info;
-    const description = info.description || info.device || info.vendor || "unnamed adapter";
-    const fallback = info.isFallbackAdapter ?? adapter.isFallbackAdapter ?? false;
-    return {
-      description,
-      vendor: info.vendor ?? "",
-      architecture: info.architecture ?? "",
-      software: fallback || SOFTWARE_NAMES.test(`${description} ${info.device ?? ""}`),
-    };
-  } catch (err) {
-    return `WebGPU adapter query failed: ${firstLine(err)}`;
-  }
+async function probeAdapter(query: AdapterQuery): Promise<WebgpuAdapter | string> {
+  const info = await query();
+  if (typeof info === "string") return info;
+  if (!info)
+    return "no WebGPU adapter (no GPU driver for WebGPU: on Linux a Vulkan driver, see docs/webgpu.md)";
+  const description = info.description || info.device || info.vendor || "unnamed adapter";
+  return {
+    description,
+    vendor: info.vendor ?? "",
+    architecture: info.architecture ?? "",
+    software: info.isFallbackAdapter === true || SOFTWARE_NAMES.test(`${description} ${info.device ?? ""}`),
+  };
 }
 
 /** One line for summaries and `vit info`: "llvmpipe: Mesa 25.0.7 (LLVM 15.0.6), software". */
@@ -112,10 +142,10 @@ export function describeAdapter(adapter: WebgpuAdapter): string {
  */
 export async function chooseDevice(
   requested: DeviceName,
-  importer: Importer = defaultImporter,
+  query: AdapterQuery = dawnQuery,
 ): Promise<DeviceChoice> {
   if (requested === "cpu" || requested === "cuda") return { device: requested, adapter: null };
-  const found = await findWebgpuAdapter(importer);
+  const found = await findWebgpuAdapter(query);
   if (requested === "webgpu") {
     // Without the webgpu package the adapter is unknown, but onnxruntime's Dawn may still find one.
     return typeof found === "string"
