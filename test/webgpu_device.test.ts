@@ -12,6 +12,7 @@ import {
   dawnQuery,
 } from "../src/engines/onnxruntime/device.js";
 import { describePlacement, placementOf } from "../src/engines/onnxruntime/placement.js";
+import { ROOT, runVit, webgpuSkip } from "./support.js";
 
 /** Dawn finding `info` (null: no adapter; a string: why it could not be asked). */
 const dawn =
@@ -112,4 +113,15 @@ test("placement counts the device's nodes, the CPU's by op, and the copies betwe
     describePlacement(placementOf([node("Add", "WebGpuExecutionProvider")])),
     "all 1 nodes on the device",
   );
+});
+
+test("vit info --device webgpu --verbose names the adapter and what runs on the CPU", {
+  skip: await webgpuSkip(),
+}, async () => {
+  const r = await runVit(["info", "--device", "webgpu", "--verbose"], { cwd: ROOT });
+  assert.equal(r.code, 0, r.stderr);
+  assert.match(r.stdout, /^onnxruntime .*device webgpu, chosen by --device webgpu$/m);
+  assert.match(r.stdout, /^adapter {5}.+, (hardware|software)/m);
+  assert.match(r.stdout, /^placement {3}vit_micro_patch8_32 inference: (all )?\d+ nodes on the device/m);
+  assert.match(r.stdout, /^ {12}vit_micro_patch8_32 training: (all )?\d+ nodes on the device/m);
 });

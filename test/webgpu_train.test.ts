@@ -1,20 +1,34 @@
 /**
  * Training on the webgpu device: a step equals the CPU provider's within 1e-4 relative (loss,
  * gradient norm, every parameter and optimizer slot), and a short run learns an easy task, read
- * back through the eval graph on the same device; a framework teacher runs there too. Skipped, with the reason, only where no WebGPU
+ * back through the eval graph on the same device; a framework teacher runs there too; through the
+ * training loop, EMA and checkpoints work and a resumed run ends as an uninterrupted one. Skipped, with the reason, only where no WebGPU
  * adapter exists (.ci/run installs Mesa's software Vulkan driver, so CI has one). Small shapes:
  * the software device compiles a shader per kernel, seconds per session.
  */
 import assert from "node:assert/strict";
+import * as fs from "node:fs";
+import * as os from "node:os";
+import * as path from "node:path";
 import { describe, test } from "node:test";
 import * as tf from "@tensorflow/tfjs";
 import * as ort from "onnxruntime-node";
-import { ConfigSchema, type OptimizerConfig, OptimizerConfigSchema } from "../src/config/schema.js";
+import {
+  type Config,
+  ConfigSchema,
+  type OptimizerConfig,
+  OptimizerConfigSchema,
+} from "../src/config/schema.js";
 import type { RunDevice } from "../src/engines/onnxruntime/device.js";
 import { type OrtMicroBatch, OrtTrainer } from "../src/engines/onnxruntime/trainer.js";
 import { silenceTfjs } from "../src/engines/tfjs/select.js";
+import { InterruptedError } from "../src/errors.js";
+import { readSafetensors } from "../src/io/safetensors.js";
 import { createModel, type VitConfig } from "../src/model/vision_transformer.js";
 import { deviceTeacher } from "../src/train/device_teacher.js";
+import { loadRunConfig, type TrainOptions, train } from "../src/train/loop.js";
+import { Progress } from "../src/train/progress.js";
+import { runPath } from "../src/weights/run_dir.js";
 import { assertClose, webgpuSkip } from "./support.js";
 
 // The initial weights come from tfjs's cpu backend, as on the onnxruntime engine.
@@ -173,6 +187,43 @@ describe("training on webgpu", { skip: await webgpuSkip() }, () => {
       await onDevice.release();
       want.dispose();
       teacher.dispose();
+    }
+  });
+
+  test("through the loop: EMA, checkpoints, and a run stopped and resumed ends bit-identical", async () => {
+    const root = fs.mkdtempSync(path.join(os.tmpdir(), "vit-webgpu-train-"));
+    const config = (name: string) =>
+      ConfigSchema.parse({
+        name,
+        model: { img_size: 16, patch_size: 4, embed_dim: 16, depth: 1, num_heads: 2, drop_path_rate: 0.1 },
+        data: { train: "synthetic", synthetic_per_class: 4, val_split: 0.25, workers: 1 },
+        train: { epochs: 2, batch_size: 10, ema: { decay: 0.9 }, log_interval: 1 },
+        output: { dir: path.join(root, "runs") },
+      });
+    const run = (opts: Partial<TrainOptions> & { config: Config }) =>
+      train({
+        backend: "onnxruntime",
+        engine: { engine: "onnxruntime", ort, threads: 1, device: "webgpu" },
+        progress: new Progress({ write: () => true }),
+        cacheDir: path.join(root, "cache"),
+        ...opts,
+      });
+    try {
+      const straight = await run({ config: config("straight") });
+      const stop = new AbortController();
+      await assert.rejects(
+        run({ config: config("pieces"), signal: stop.signal, onStep: (step) => step === 4 && stop.abort() }),
+        InterruptedError,
+      );
+      const dir = path.join(root, "runs", "pieces");
+      await run({ config: loadRunConfig(dir), resumeDir: dir });
+      for (const file of ["last", "ema"] as const) {
+        const [a, b] = [straight.runDir, dir].map((d) => readSafetensors(runPath(d, file)).tensors);
+        assert.deepEqual([...b.keys()], [...a.keys()]);
+        for (const [k, t] of a) assert.deepEqual(b.get(k)!.data, t.data, `${file}: ${k}`);
+      }
+    } finally {
+      fs.rmSync(root, { recursive: true, force: true });
     }
   });
 });
