@@ -34,7 +34,7 @@ import os from "node:os";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import * as tf from "@tensorflow/tfjs";
-import { type Config, resolveConfig } from "../src/config/index.js";
+import type { Config } from "../src/config/index.js";
 import { type BackendName, backendNames, type DeviceName, deviceNames } from "../src/config/schema.js";
 import { createClassifier } from "../src/engines/classifier.js";
 import { describeEngine, type EngineChoice, selectEngine } from "../src/engines/select.js";
@@ -46,57 +46,8 @@ import { onnxruntimeStepEngine, tfjsStepEngine } from "../src/train/engine.js";
 import { classificationCriterion } from "../src/train/losses.js";
 import { createTrainState } from "../src/train/state.js";
 import { disposeStepResult } from "../src/train/step.js";
+import { type BenchConfig, benchConfig, CONFIGS } from "./configs.js";
 import { deviceReport } from "./device.js";
-
-interface BenchConfig {
-  name: string;
-  batch: number;
-  model: Partial<VitConfig>;
-}
-
-const ARCH = { mlp_ratio: 4, drop_path_rate: 0.1 };
-// The three models (not the presets: the gray preset's MLP ratio is 2), named as the PyTorch baseline names them.
-const CONFIGS: BenchConfig[] = [
-  {
-    name: "vit-ti16-224",
-    batch: 32,
-    model: {
-      img_size: 224,
-      patch_size: 16,
-      in_chans: 3,
-      embed_dim: 192,
-      depth: 12,
-      num_heads: 3,
-      num_classes: 1000,
-    },
-  },
-  {
-    name: "vit-micro",
-    batch: 128,
-    model: {
-      img_size: 32,
-      patch_size: 4,
-      in_chans: 3,
-      embed_dim: 192,
-      depth: 6,
-      num_heads: 3,
-      num_classes: 10,
-    },
-  },
-  {
-    name: "vit-fmnist",
-    batch: 256,
-    model: {
-      img_size: 28,
-      patch_size: 4,
-      in_chans: 1,
-      embed_dim: 64,
-      depth: 4,
-      num_heads: 4,
-      num_classes: 10,
-    },
-  },
-];
 
 const { values: args } = parseArgs({
   options: {
@@ -217,10 +168,8 @@ async function runChild(spec: BenchConfig): Promise<void> {
   });
   const loadStart = os.loadavg()[0];
   // The default recipe (AdamW, label smoothing); the learning rate's value does not change a step's time.
-  // One channel needs one mean and std (the pixels are random here: only their count matters).
-  const data = spec.model.in_chans === 1 ? { mean: [0.5], std: [0.5] } : {};
-  const config = resolveConfig({ model: { ...ARCH, ...spec.model }, data }, { source: spec.name });
-  const cfg = config.model as VitConfig;
+  const config = benchConfig(spec);
+  const cfg = config.model;
   const model = createModel(cfg, { seed: 0 });
   const inputShape: [number, number, number] = [cfg.img_size, cfg.img_size, cfg.in_chans];
   const batch = randomBatch(spec.batch, inputShape, cfg.num_classes, 0);

@@ -480,5 +480,11 @@ describe("vit eval / predict / attention (child processes)", { concurrency: 2 },
       ema.stderr,
       /no runs\/tiny\/checkpoints\/ema\.safetensors \(the run was trained without train\.ema\)/,
     );
+    const attention = await vit(["attention", "in/a.png", "--run", "runs/tiny"], "onnxruntime");
+    assert.equal(attention.code, 2);
+    assert.equal(
+      attention.stderr,
+      "backend onnxruntime: vit attention reads the attention maps out of the tfjs model: give --backend auto, tensorflow, wasm or cpu\n",
+    );
   });
 });

@@ -32,7 +32,7 @@ export interface SessionOptions {
   /** Intra-op threads (runtime.threads; one per core by default). */
   threads: number;
   device: RunDevice;
-  /** Profile the session into `<profile>_<date>.json` (./placement.ts reads where nodes ran). */
+  /** A file prefix: onnxruntime's profiler writes every node's time and provider to `<prefix>_<date>.json` (bench/ort_profile.ts, ./placement.ts). */
   profile?: string;
 }
 
