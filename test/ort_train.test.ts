@@ -203,3 +203,27 @@ test("on onnxruntime, 3 epochs straight == interrupted mid-epoch + resumed: bit-
     for (const [k, v] of a) assert.ok(v.equals(b.get(k)!), `${file}: ${k} differs`);
   }
 });
+
+test("on onnxruntime, a vit run distills a student (the teacher runs on onnxruntime too)", async () => {
+  const teacherRun = await run({
+    config: { ...tinyConfig("teacher"), train: { ...tinyConfig("t").train, epochs: 1 } },
+  });
+  const student = ConfigSchema.parse({
+    ...tinyConfig("student"),
+    model: { ...tinyConfig("s").model, distilled: true },
+    train: { ...tinyConfig("s").train, epochs: 1 },
+    distill: { teacher: teacherRun.runDir, type: "soft", alpha: 0.5, tau: 2 },
+  });
+  const r = await run({ config: student });
+  const records = fs
+    .readFileSync(runPath(r.runDir, "metrics"), "utf8")
+    .trim()
+    .split("\n")
+    .map((l) => JSON.parse(l));
+  const steps = records.filter((x) => x.kind === "step");
+  assert.ok(steps.length > 0);
+  for (const s of steps) {
+    assert.ok(Number.isFinite(s["train/distill_loss"]) && s["train/distill_loss"] > 0, JSON.stringify(s));
+    assert.ok(Number.isFinite(s["train/base_loss"]), JSON.stringify(s));
+  }
+});

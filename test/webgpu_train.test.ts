@@ -1,7 +1,7 @@
 /**
  * Training on the webgpu device: a step equals the CPU provider's within 1e-4 relative (loss,
  * gradient norm, every parameter and optimizer slot), and a short run learns an easy task, read
- * back through the eval graph on the same device; a framework teacher runs there too; through the
+ * back through the eval graph on the same device; a vit teacher runs there too; through the
  * training loop, EMA and checkpoints work and a resumed run ends as an uninterrupted one. Skipped, with the reason, only where no WebGPU
  * adapter exists (.ci/run installs Mesa's software Vulkan driver, so CI has one). Small shapes:
  * the software device compiles a shader per kernel, seconds per session.
@@ -20,12 +20,12 @@ import {
   OptimizerConfigSchema,
 } from "../src/config/schema.js";
 import type { RunDevice } from "../src/engines/onnxruntime/device.js";
+import { fixedModel } from "../src/engines/onnxruntime/session.js";
 import { type OrtMicroBatch, OrtTrainer } from "../src/engines/onnxruntime/trainer.js";
 import { silenceTfjs } from "../src/engines/tfjs/select.js";
 import { InterruptedError } from "../src/errors.js";
 import { readSafetensors } from "../src/io/safetensors.js";
 import { createModel, type VitConfig } from "../src/model/vision_transformer.js";
-import { deviceTeacher } from "../src/train/device_teacher.js";
 import { loadRunConfig, type TrainOptions, train } from "../src/train/loop.js";
 import { Progress } from "../src/train/progress.js";
 import { runPath } from "../src/weights/run_dir.js";
@@ -170,19 +170,15 @@ describe("training on webgpu", { skip: await webgpuSkip() }, () => {
     }
   });
 
-  test("a framework teacher on webgpu answers as on tfjs (distilled: the mean of its heads)", async () => {
+  test("a vit teacher on webgpu answers as on tfjs (distilled: the mean of its heads)", async () => {
     const teacher = createModel({ ...modelCfg, distilled: true }, { seed: 9 });
     const b = batch(4, 3);
     const want = tf.tidy(
       () => teacher.forward(tf.tensor4d(b.images, [4, SIZE, SIZE, 3]), { training: false }) as tf.Tensor2D,
     );
-    const onDevice = deviceTeacher(
-      { model: teacher, adapt: (x) => tf.clone(x) },
-      { ort, threads: 1, device: "webgpu" },
-    );
+    const onDevice = await fixedModel(ort, teacher.cfg, teacher.stateDict(), 1, "webgpu");
     try {
-      const got = await onDevice.logits(b.images, 4, [SIZE, SIZE, 3]);
-      assertClose(got, want.dataSync(), 1e-5, "teacher logits");
+      assertClose(await onDevice.logits(b.images, 4), want.dataSync(), 1e-5, "teacher logits");
     } finally {
       await onDevice.release();
       want.dispose();

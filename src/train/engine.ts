@@ -12,13 +12,13 @@ import * as tf from "@tensorflow/tfjs";
 import type { Config } from "../config/index.js";
 import type { DataLoader } from "../data/loader.js";
 import type { RunDevice } from "../engines/onnxruntime/device.js";
-import { type OrtModule, OrtTrainer } from "../engines/onnxruntime/trainer.js";
+import { type FixedModel, fixedModel, type OrtModule } from "../engines/onnxruntime/session.js";
+import { OrtTrainer } from "../engines/onnxruntime/trainer.js";
 import { tfjsClassifier } from "../engines/tfjs/classifier.js";
 import { evaluate } from "../eval/evaluate.js";
 import { addBatch, emptyTally, type Summary, summarize } from "../metrics/classification.js";
 import type { VisionTransformer } from "../model/vision_transformer.js";
 import type { OptimizerState } from "../weights/checkpoint.js";
-import { deviceTeacher } from "./device_teacher.js";
 import { type Optimizer, paramGroups } from "./optimizer.js";
 import { type MicroBatch, microBatchSeed, type StepResult, type TrainState, trainStep } from "./step.js";
 
@@ -77,21 +77,32 @@ export function onnxruntimeStepEngine(
   const hostParams = (m: VisionTransformer) =>
     new Map(m.namedParameters().map(([name, v]) => [name, v.dataSync() as Float32Array]));
   const [h, w, c] = state.inputShape;
-  // A framework teacher runs on the student's device (./device_teacher.ts); a tfjs one on tfjs.
-  const onDevice = state.teacher?.vit ? deviceTeacher(state.teacher.vit, spec) : null;
-  const teacherOf = async (b: MicroBatch) =>
-    !state.teacher
-      ? null
-      : onDevice
-        ? onDevice.logits(b.images, b.size, [h, w, c])
-        : teacherLogits(state, b, [h, w, c]);
+  // A vit teacher runs on onnxruntime too, on the same device (its input adapter, a resize or
+  // re-normalization, on tfjs).
+  let teacher: Promise<FixedModel> | null = null;
+  const teacherVit = state.teacher?.vit;
+  const teacherLogits = async (b: MicroBatch): Promise<Float32Array> => {
+    if (!teacherVit) return tfjsTeacherLogits(state, b, [h, w, c]);
+    teacher ??= fixedModel(
+      spec.ort,
+      teacherVit.model.cfg,
+      teacherVit.model.stateDict(),
+      spec.threads,
+      spec.device,
+    );
+    const images = tf.tidy(() => teacherVit.adapt(tf.tensor4d(b.images, [b.size, h, w, c])));
+    const adapted = images.dataSync() as Float32Array;
+    images.dispose();
+    return (await teacher).logits(adapted, b.size);
+  };
   return {
     name: "onnxruntime",
     async step(batches, step) {
       const lr = state.schedule(step);
       const micro = [];
       for (const [i, b] of batches.entries()) {
-        micro.push({ ...b, seed: microBatchSeed(state, step, i), teacherLogits: await teacherOf(b) });
+        const logits = state.teacher ? await teacherLogits(b) : null;
+        micro.push({ ...b, seed: microBatchSeed(state, step, i), teacherLogits: logits });
       }
       const r = await trainer.step(hostParams(model), micro, lr);
       for (const [name, v] of state.params) {
@@ -116,13 +127,13 @@ export function onnxruntimeStepEngine(
     },
     dispose: async () => {
       await trainer.release();
-      await onDevice?.release();
+      await (await teacher)?.release();
     },
   };
 }
 
-/** The teacher's logits for a micro-batch (the teacher runs on tfjs). */
-function teacherLogits(state: TrainState, b: MicroBatch, [h, w, c]: number[]): Float32Array {
+/** A teacher that is not a vit model (a TensorFlow.js model) answers on tfjs. */
+function tfjsTeacherLogits(state: TrainState, b: MicroBatch, [h, w, c]: number[]): Float32Array {
   return tf.tidy(() => {
     const images = tf.tensor4d(b.images, [b.size, h, w, c]);
     return (state.teacher!.logits(images).dataSync() as Float32Array).slice();

@@ -34,9 +34,9 @@ export interface Teacher {
   readonly description: string;
   /** Teacher logits `[B, K]` for a student batch `[B, H, W, C]` (normalized the student's way). */
   logits(images: tf.Tensor4D): tf.Tensor2D;
-  dispose(): void;
-  /** A framework teacher's model and input adapter, for an engine that runs the model itself (./device_teacher.ts). */
+  /** A vit teacher's model and its input adapter, so the student's engine can run it instead. */
   readonly vit?: { model: VisionTransformer; adapt(images: tf.Tensor4D): tf.Tensor4D };
+  dispose(): void;
 }
 
 /** What the teacher must agree with: the student's classes and input. */
@@ -87,8 +87,8 @@ function loadVitTeacher(file: string, student: StudentSpec): Teacher {
       description: `${file} (${m.preset ?? "custom"}, ${m.img_size} px${m.distilled ? ", distilled: mean of its heads" : ""}${adapt.note})`,
       logits: (images) =>
         tf.tidy(() => model.forward(adapt.apply(images), { training: false }) as tf.Tensor2D),
-      dispose: () => model.dispose(),
       vit: { model, adapt: adapt.apply },
+      dispose: () => model.dispose(),
     };
   } catch (err) {
     model.dispose();

@@ -7,7 +7,6 @@
  * Dropout and drop-path masks are drawn here from the micro-batch's seed, in the order the tfjs
  * model draws them (ForwardContext streams), so a step repeats exactly on resume.
  */
-import * as os from "node:os";
 import type * as Ort from "onnxruntime-node";
 import type { DistillConfig, OptimizerConfig } from "../../config/schema.js";
 import { DataError } from "../../errors.js";
@@ -15,12 +14,10 @@ import { keepMask } from "../../model/layers/dropout.js";
 import { ForwardContext } from "../../model/module.js";
 import type { VitConfig } from "../../model/vision_transformer.js";
 import type { TensorData } from "../../tensor.js";
-import { deviceSessionOptions, type RunDevice } from "./device.js";
+import type { RunDevice } from "./device.js";
 import { type InferenceModel, inferenceModel } from "./inference.js";
+import { type OrtModule, sessionOptions } from "./session.js";
 import { buildTrainGraph, IO, slotNames, type TrainGraph, type TrainGraphKind } from "./train_graph.js";
-
-/** onnxruntime-node, loaded by the caller (an optional dependency: imported only when chosen). */
-export type OrtModule = typeof Ort;
 
 export interface OrtTrainerSpec {
   model: VitConfig;
@@ -307,17 +304,4 @@ function smoothedOneHot(labels: Int32Array, K: number, smoothing: number): Float
     t[i * K + y] += 1 - smoothing;
   });
   return t;
-}
-
-export function sessionOptions(
-  threads: number | null,
-  device: RunDevice = "cpu",
-): Ort.InferenceSession.SessionOptions {
-  return {
-    ...deviceSessionOptions(device),
-    graphOptimizationLevel: "all",
-    intraOpNumThreads: threads ?? os.availableParallelism(),
-    interOpNumThreads: 1,
-    executionMode: "sequential",
-  };
 }
