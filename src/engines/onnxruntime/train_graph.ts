@@ -225,7 +225,8 @@ function updateGraph(
     if (!g.has(n)) scalars.push(g.input(n, []));
     return n;
   };
-  const out = (value: string, tensor: string) => g.output(value, IO.updated(tensor));
+  // The last node of each new tensor writes the graph output itself: no Identity copy per tensor.
+  const out = (value: string) => g.output(value);
   for (const [p, d] of grads) {
     const grad = coef ? g.op("Mul", [d, coef], `${p}.clipped`) : d;
     const decay = decays(p, params.get(p)!, spec.noWeightDecay) ? opt.weight_decay : 0;
@@ -240,7 +241,7 @@ function updateGraph(
           g.op("Mul", [m, g.floatScalar(b1)], `${p}.m_b1`),
           g.op("Mul", [grad, g.floatScalar(1 - b1)], `${p}.g_b1`),
         ],
-        `${p}.m`,
+        IO.updated(`exp_avg.${p}`),
       );
       const g2 = g.op("Mul", [grad, grad], `${p}.g2`);
       const v1 = g.op(
@@ -249,7 +250,7 @@ function updateGraph(
           g.op("Mul", [v, g.floatScalar(b2)], `${p}.v_b2`),
           g.op("Mul", [g2, g.floatScalar(1 - b2)], `${p}.g2_b2`),
         ],
-        `${p}.v`,
+        IO.updated(`exp_avg_sq.${p}`),
       );
       const denom = g.op(
         "Add",
@@ -260,9 +261,9 @@ function updateGraph(
         `${p}.denom`,
       );
       const stepv = g.op("Mul", [g.op("Div", [m1, denom], `${p}.ratio`), scalar("step_size")], `${p}.step`);
-      out(g.op("Sub", [p1, stepv], `${p}.updated`), p);
-      out(m1, `exp_avg.${p}`);
-      out(v1, `exp_avg_sq.${p}`);
+      out(g.op("Sub", [p1, stepv], IO.updated(p)));
+      out(m1);
+      out(v1);
     } else {
       // coupled decay g + wd p, momentum buffer (zero at first: buf = g, torch's clone), optional Nesterov
       let dir =
@@ -272,14 +273,14 @@ function updateGraph(
         const buf1 = g.op(
           "Add",
           [g.op("Mul", [buf, g.floatScalar(opt.momentum)], `${p}.buf_m`), dir],
-          `${p}.buf`,
+          IO.updated(`momentum_buffer.${p}`),
         );
-        out(buf1, `momentum_buffer.${p}`);
+        out(buf1);
         dir = opt.nesterov
           ? g.op("Add", [dir, g.op("Mul", [buf1, g.floatScalar(opt.momentum)], `${p}.nest`)], `${p}.dir`)
           : buf1;
       }
-      out(g.op("Sub", [p, g.op("Mul", [dir, scalar("lr")], `${p}.lr`)], `${p}.updated`), p);
+      out(g.op("Sub", [p, g.op("Mul", [dir, scalar("lr")], `${p}.lr`)], IO.updated(p)));
     }
   }
   return scalars;
