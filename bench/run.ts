@@ -39,7 +39,7 @@ import { type BackendName, backendNames, type DeviceName, deviceNames } from "..
 import { createClassifier } from "../src/engines/classifier.js";
 import { describeEngine, type EngineChoice, selectEngine } from "../src/engines/select.js";
 import { modelStats } from "../src/model/stats.js";
-import { createModel, type VisionTransformer, type VitConfig } from "../src/model/vision_transformer.js";
+import { createModel, type VisionTransformer } from "../src/model/vision_transformer.js";
 import { alignTable } from "../src/plot/table.js";
 import { Rng } from "../src/random.js";
 import { onnxruntimeStepEngine, tfjsStepEngine } from "../src/train/engine.js";

@@ -15,9 +15,12 @@ import { UsageError } from "../src/errors.js";
 
 /** Node's error for a package that is not installed. */
 function notFound(pkg: string): Error {
-  return Object.assign(new Error(`Cannot find package '${pkg}' imported from /x/src/engines/tfjs/select.ts`), {
-    code: "ERR_MODULE_NOT_FOUND",
-  });
+  return Object.assign(
+    new Error(`Cannot find package '${pkg}' imported from /x/src/engines/tfjs/select.ts`),
+    {
+      code: "ERR_MODULE_NOT_FOUND",
+    },
+  );
 }
 
 /**

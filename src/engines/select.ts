@@ -17,7 +17,7 @@
 import * as tf from "@tensorflow/tfjs";
 import type { BackendName, DeviceName } from "../config/schema.js";
 import { UsageError, VitError } from "../errors.js";
-import { chooseDevice, type RunDevice, type WebgpuAdapter } from "./onnxruntime/device.js";
+import { chooseDevice, describeAdapter, type RunDevice, type WebgpuAdapter } from "./onnxruntime/device.js";
 import { loadOnnxruntime, ORT_PACKAGE, type OrtModule } from "./onnxruntime/runtime.js";
 import {
   type BackendChoice,
@@ -132,12 +132,12 @@ async function startOnnxruntime(
   };
 }
 
-/** For summaries: "onnxruntime (2 threads)", "wasm (1 thread)", "onnxruntime (2 threads, cuda)". */
+/** For summaries: "onnxruntime (2 threads)", "wasm (1 thread)", "onnxruntime (2 threads, webgpu on <adapter>)". */
 export function describeEngine(choice: EngineChoice): string {
   const text = describeBackend(choice);
-  return choice.engine === "onnxruntime" && choice.device !== "cpu"
-    ? `${text.slice(0, -1)}, ${choice.device})`
-    : text;
+  if (choice.engine !== "onnxruntime" || choice.device === "cpu") return text;
+  const adapter = choice.adapter ? ` on ${describeAdapter(choice.adapter)}` : "";
+  return `${text.slice(0, -1)}, ${choice.device}${adapter})`;
 }
 
 /**

@@ -101,7 +101,11 @@ export const dawnQuery: AdapterQuery = async () => {
         .pop() ?? `exit code ${run.code}`;
     return `${WEBGPU_PACKAGE} failed to ask for an adapter: ${reason}`;
   }
-  return JSON.parse(run.out) as AdapterInfo | null;
+  try {
+    return JSON.parse(run.out.trim().split("\n").pop() ?? "") as AdapterInfo | null;
+  } catch {
+    return `${WEBGPU_PACKAGE} answered with no adapter description: ${firstLine(run.out) || "(nothing)"}`;
+  }
 };
 
 let adapterProbe: Promise<WebgpuAdapter | string> | undefined;
