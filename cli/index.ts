@@ -17,6 +17,8 @@ const program = createProgram();
 (await import("./commands/attention.js")).register(program);
 (await import("./commands/export.js")).register(program);
 (await import("./commands/import.js")).register(program);
+(await import("./commands/timm_command.js")).register(program);
+(await import("./commands/data.js")).register(program);
 (await import("./commands/models.js")).register(program);
 (await import("./commands/config.js")).register(program);
 (await import("./commands/info.js")).register(program);

@@ -237,6 +237,6 @@ export type OptimizerConfig = TrainConfig["optimizer"];
 export type ScheduleConfig = TrainConfig["schedule"];
 export type DistillConfig = NonNullable<Config["distill"]>;
 export type BackendName = (typeof backendNames)[number];
-/** The names tfjs backend selection (src/backend.ts) takes. */
+/** The names tfjs backend selection (src/engines/tfjs/select.ts) takes. */
 export type TfjsBackendName = Exclude<BackendName, "onnxruntime">;
 export type DeviceName = (typeof deviceNames)[number];

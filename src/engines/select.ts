@@ -1,6 +1,6 @@
 /**
  * Which engine runs the model (docs/engines.md). Two engines: tfjs (its backends tensorflow,
- * wasm, cpu; src/backend.ts) and onnxruntime (src/engines/onnxruntime/). `auto` takes the first
+ * wasm, cpu; src/engines/tfjs/select.ts) and onnxruntime (src/engines/onnxruntime/). `auto` takes the first
  * that starts, in this order:
  *
  *   tensorflow on CUDA (@tensorflow/tfjs-node-gpu)  - a GPU beats any CPU engine
@@ -18,7 +18,8 @@ import * as tf from "@tensorflow/tfjs";
 import type { BackendName, DeviceName } from "../config/schema.js";
 import { UsageError, VitError } from "../errors.js";
 import { chooseDevice, describeAdapter, type RunDevice, type WebgpuAdapter } from "./onnxruntime/device.js";
-import { loadOnnxruntime, ORT_PACKAGE, type OrtModule } from "./onnxruntime/runtime.js";
+import { loadOnnxruntime, ORT_PACKAGE } from "./onnxruntime/runtime.js";
+import type { OrtModule } from "./onnxruntime/session.js";
 import {
   type BackendChoice,
   defaultImporter,

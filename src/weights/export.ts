@@ -114,7 +114,7 @@ const TIMM_NAMES = /^(vit_(tiny|small|base|large)|deit_(tiny|small|base)(_distil
  * A model name timm has registered: the preset when it is one of timm's (and agrees on the
  * distillation token), else the smallest of the family; `model_args` sets the sizes either way.
  */
-function timmArchitecture(config: Config): string {
+export function timmArchitecture(config: Config): string {
   const { preset, distilled } = config.model;
   if (preset && TIMM_NAMES.test(preset) && preset.includes("_distilled") === distilled) return preset;
   return distilled ? "deit_tiny_distilled_patch16_224" : "vit_tiny_patch16_224";

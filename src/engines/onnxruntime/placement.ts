@@ -9,7 +9,8 @@ import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import type * as Ort from "onnxruntime-node";
-import { createSession, type OrtModule, type SessionOptions } from "./runtime.js";
+import { createSession, type SessionOptions } from "./runtime.js";
+import type { OrtModule } from "./session.js";
 
 export interface Placement {
   /** Nodes run by the device's provider. */

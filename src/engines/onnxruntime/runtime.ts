@@ -9,10 +9,10 @@ import * as path from "node:path";
 import type * as Ort from "onnxruntime-node";
 import { UsageError } from "../../errors.js";
 import { firstLine, type Importer, importPackage } from "../tfjs/select.js";
-import { deviceSessionOptions, type RunDevice, webgpuError } from "./device.js";
+import { type RunDevice, webgpuError } from "./device.js";
+import { type OrtModule, sessionOptions } from "./session.js";
 
 export const ORT_PACKAGE = "onnxruntime-node";
-export type OrtModule = typeof Ort;
 
 /** The loaded package, or why it could not be loaded ("... not installed", "... failed to load: ..."). */
 export async function loadOnnxruntime(importer: Importer): Promise<OrtModule | string> {
@@ -37,9 +37,8 @@ export interface SessionOptions {
 }
 
 /**
- * A session for `model` (a serialized ONNX ModelProto). The graph runs whole on one thread pool
- * (inter-op 1: the ViT is a chain, nothing to run side by side); cuda takes the nodes its
- * provider supports and leaves the rest on the CPU.
+ * An inference session for `model` (a serialized ONNX ModelProto), with the training sessions'
+ * options (./session.ts); cuda takes the nodes its provider supports and leaves the rest on the CPU.
  */
 export async function createSession(
   ort: OrtModule,
@@ -48,10 +47,7 @@ export async function createSession(
 ): Promise<Ort.InferenceSession> {
   try {
     return await ort.InferenceSession.create(model, {
-      intraOpNumThreads: opts.threads,
-      interOpNumThreads: 1,
-      graphOptimizationLevel: "all",
-      ...deviceSessionOptions(opts.device),
+      ...sessionOptions(opts.threads, opts.device),
       ...(opts.profile && { enableProfiling: true, profileFilePrefix: opts.profile }),
     });
   } catch (err) {
