@@ -2,6 +2,8 @@
 // speed (tfjs) and, with --compare-torch, against PyTorch on the same machine in the same run:
 //
 //   npm run bench -- [--backend wasm|onnxruntime|cpu|tensorflow|auto] [--threads N] [--only REGEX]
+//                    [--device auto|cpu|webgpu|cuda] (onnxruntime's device; with --backend auto or
+//                    onnxruntime: webgpu and cuda imply onnxruntime)
 //                    [--steps 3] [--warmup 2] [--batch N] [--compare-torch SCRIPT [--python python3]]
 //
 // and then bench/data.ts (the data loader's images/s at 224 px) unless --only leaves out "data_loader".
@@ -33,7 +35,7 @@ import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import * as tf from "@tensorflow/tfjs";
 import type { Config } from "../src/config/index.js";
-import { type BackendName, backendNames } from "../src/config/schema.js";
+import { type BackendName, backendNames, type DeviceName, deviceNames } from "../src/config/schema.js";
 import { createClassifier } from "../src/engines/classifier.js";
 import { describeEngine, type EngineChoice, selectEngine } from "../src/engines/select.js";
 import { modelStats } from "../src/model/stats.js";
@@ -45,11 +47,13 @@ import { classificationCriterion } from "../src/train/losses.js";
 import { createTrainState } from "../src/train/state.js";
 import { disposeStepResult } from "../src/train/step.js";
 import { type BenchConfig, benchConfig, CONFIGS } from "./configs.js";
+import { deviceReport } from "./device.js";
 
 const { values: args } = parseArgs({
   options: {
     backend: { type: "string", default: "wasm" },
     threads: { type: "string" },
+    device: { type: "string", default: "auto" },
     only: { type: "string" },
     steps: { type: "string", default: "3" },
     warmup: { type: "string", default: "2" },
@@ -62,6 +66,9 @@ const { values: args } = parseArgs({
 });
 if (!(backendNames as readonly string[]).includes(args.backend)) {
   throw new Error(`--backend ${args.backend}: expected one of ${backendNames.join(", ")}`);
+}
+if (!(deviceNames as readonly string[]).includes(args.device)) {
+  throw new Error(`--device ${args.device}: expected one of ${deviceNames.join(", ")}`);
 }
 
 const round = (x: number, digits = 2) => Math.round(x * 10 ** digits) / 10 ** digits;
@@ -155,7 +162,10 @@ async function timeTraining(
 
 async function runChild(spec: BenchConfig): Promise<void> {
   const threads = args.threads === undefined ? null : Number(args.threads);
-  const engine: EngineChoice = await selectEngine(args.backend as BackendName, { threads });
+  const engine: EngineChoice = await selectEngine(args.backend as BackendName, {
+    threads,
+    device: args.device as DeviceName,
+  });
   const loadStart = os.loadavg()[0];
   // The default recipe (AdamW, label smoothing); the learning rate's value does not change a step's time.
   const config = benchConfig(spec);
@@ -212,6 +222,7 @@ async function runChild(spec: BenchConfig): Promise<void> {
     warmup,
     load_avg: [round(loadStart), round(os.loadavg()[0])],
     ...(engine.engine === "tfjs" && engine.note ? { note: engine.note } : {}),
+    ...(engine.engine === "onnxruntime" && (await deviceReport(engine, config))),
     backend_description: describeEngine(engine),
   };
   console.log(JSON.stringify(line));
@@ -311,6 +322,11 @@ function summary(rows: Record<string, unknown>[]): string {
     `backend ${ran?.backend_description ?? args.backend} on ${os.availableParallelism()} cores, load average ${load.join(" ")}`,
     alignTable(cells),
     ...rows.filter((r) => r.error).map((r) => `${r.config} failed: ${r.error}`),
+    ...rows
+      .filter((r) => r.train_placement)
+      .map(
+        (r) => `${r.config} on ${r.device}: inference ${r.infer_placement}; training ${r.train_placement}`,
+      ),
     "efficiency (tfjs) = the model's matMul GFLOP/s / the backend's on 1024^3 products (sustained, new operands).",
   ].join("\n");
 }
@@ -424,7 +440,8 @@ if (args.child) {
   await runChild(args.batch === undefined ? spec : { ...spec, batch: Number(args.batch) });
 } else {
   const only = args.only === undefined ? undefined : new RegExp(args.only);
-  const passthrough = ["--backend", args.backend, "--steps", args.steps, "--warmup", args.warmup];
+  const passthrough = ["--backend", args.backend, "--device", args.device, "--steps", args.steps];
+  passthrough.push("--warmup", args.warmup);
   if (args.threads !== undefined) passthrough.push("--threads", args.threads);
   if (args.batch !== undefined) passthrough.push("--batch", args.batch);
   const selected = CONFIGS.filter((m) => !only || only.test(m.name));

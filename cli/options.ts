@@ -35,11 +35,12 @@ export function threadsOption(fallback = "runtime.threads"): Option {
   );
 }
 
-/** `--device cpu|cuda`: onnxruntime's execution provider; without it the config's runtime.device (or cpu). */
+/** `--device`: onnxruntime's device (src/engines/onnxruntime/device.ts); without it the config's runtime.device. */
 export function deviceOption(): Option {
-  return new Option("--device <name>", "onnxruntime's execution provider (cuda: untested here)").choices(
-    deviceNames,
-  );
+  return new Option(
+    "--device <name>",
+    "onnxruntime's device: auto (WebGPU on a hardware GPU, else cpu), webgpu, cuda (untested here)",
+  ).choices(deviceNames);
 }
 
 /** Starts the engine; a note (wasm fell back to one thread) goes to stderr. */

@@ -65,3 +65,13 @@ export function assertClose(
   }
   return worst;
 }
+
+/**
+ * Why WebGPU tests cannot run here, or undefined when they can: they need a WebGPU adapter, the
+ * software one included (Mesa's llvmpipe through Vulkan: .ci/run installs mesa-vulkan-drivers).
+ */
+export async function webgpuSkip(): Promise<string | undefined> {
+  const { findWebgpuAdapter } = await import("../src/engines/onnxruntime/device.js");
+  const found = await findWebgpuAdapter();
+  return typeof found === "string" ? `no Vulkan/WebGPU device on this machine: ${found}` : undefined;
+}

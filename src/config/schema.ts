@@ -123,14 +123,17 @@ export const DistillConfigSchema = z.strictObject({
 
 /** auto, onnxruntime (its own engine), and the tfjs backends (docs/engines.md). */
 export const backendNames = ["auto", "onnxruntime", "tensorflow", "wasm", "cpu"] as const;
-export const deviceNames = ["cpu", "cuda"] as const;
+export const deviceNames = ["auto", "cpu", "webgpu", "cuda"] as const;
 
 export const RuntimeConfigSchema = z.strictObject({
   backend: z.enum(backendNames).default("auto"),
   /** wasm and onnxruntime threads; null: one per core (os.availableParallelism()). */
   threads: positiveInt.nullable().default(null),
-  /** onnxruntime's execution provider; cuda needs onnxruntime-node's CUDA provider installed. */
-  device: z.enum(deviceNames).default("cpu"),
+  /**
+   * onnxruntime's device (src/engines/onnxruntime/device.ts): auto takes a hardware WebGPU adapter
+   * when there is one, else cpu; cuda needs onnxruntime-node's CUDA provider installed.
+   */
+  device: z.enum(deviceNames).default("auto"),
 });
 
 export const OutputConfigSchema = z.strictObject({

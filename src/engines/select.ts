@@ -17,6 +17,7 @@
 import * as tf from "@tensorflow/tfjs";
 import type { BackendName, DeviceName } from "../config/schema.js";
 import { UsageError, VitError } from "../errors.js";
+import { chooseDevice, describeAdapter, type RunDevice, type WebgpuAdapter } from "./onnxruntime/device.js";
 import { loadOnnxruntime, ORT_PACKAGE } from "./onnxruntime/runtime.js";
 import type { OrtModule } from "./onnxruntime/session.js";
 import {
@@ -40,7 +41,12 @@ export interface OnnxruntimeChoice {
   skipped: BackendChoice["skipped"];
   /** Intra-op threads of every session. */
   threads: number;
-  device: DeviceName;
+  /** runtime.device decided (auto: webgpu on a hardware adapter, else cpu). */
+  device: RunDevice;
+  /** The WebGPU adapter found for webgpu or auto, or null. */
+  adapter: WebgpuAdapter | null;
+  /** Why auto passed over webgpu, or why the adapter is unknown. */
+  deviceNote?: string;
   /** The loaded package. */
   ort: OrtModule;
 }
@@ -69,6 +75,14 @@ export function engineOf(name: BackendName): EngineName | null {
  */
 export async function selectEngine(name: BackendName, opts: SelectOptions = {}): Promise<EngineChoice> {
   const importer = opts.importer ?? defaultImporter;
+  const device = opts.device ?? "auto";
+  if (device === "webgpu" || device === "cuda") {
+    // A device by name is onnxruntime's: auto goes there, a tfjs backend cannot take it.
+    if (name === "auto") name = "onnxruntime";
+    else if (name !== "onnxruntime") {
+      throw new UsageError(`runtime.device ${device} runs on the onnxruntime engine, not on backend ${name}`);
+    }
+  }
   if (name === "onnxruntime") {
     if (opts.tfjsOnly) throw new UsageError(`backend onnxruntime: ${opts.tfjsOnly}`);
     const started = await startOnnxruntime(importer, opts, []);
@@ -105,23 +119,26 @@ async function startOnnxruntime(
   if (typeof ort === "string") return ort;
   silenceTfjs();
   if (!(await tf.setBackend("cpu"))) throw new VitError("backend cpu failed to start");
+  const { device, adapter, note } = await chooseDevice(opts.device ?? "auto");
   return {
     engine: "onnxruntime",
     name: "onnxruntime",
     package: ORT_PACKAGE,
     skipped,
     threads: opts.threads ?? defaultThreads(),
-    device: opts.device ?? "cpu",
+    device,
+    adapter,
+    ...(note && { deviceNote: note }),
     ort,
   };
 }
 
-/** For summaries: "onnxruntime (2 threads)", "wasm (1 thread)", "onnxruntime (2 threads, cuda)". */
+/** For summaries: "onnxruntime (2 threads)", "wasm (1 thread)", "onnxruntime (2 threads, webgpu on <adapter>)". */
 export function describeEngine(choice: EngineChoice): string {
   const text = describeBackend(choice);
-  return choice.engine === "onnxruntime" && choice.device !== "cpu"
-    ? `${text.slice(0, -1)}, ${choice.device})`
-    : text;
+  if (choice.engine !== "onnxruntime" || choice.device === "cpu") return text;
+  const adapter = choice.adapter ? ` on ${describeAdapter(choice.adapter)}` : "";
+  return `${text.slice(0, -1)}, ${choice.device}${adapter})`;
 }
 
 /**

@@ -11,6 +11,7 @@
 import * as tf from "@tensorflow/tfjs";
 import type { Config } from "../config/index.js";
 import type { DataLoader } from "../data/loader.js";
+import type { RunDevice } from "../engines/onnxruntime/device.js";
 import { type FixedModel, fixedModel, type OrtModule } from "../engines/onnxruntime/session.js";
 import { OrtTrainer } from "../engines/onnxruntime/trainer.js";
 import { tfjsClassifier } from "../engines/tfjs/classifier.js";
@@ -34,7 +35,7 @@ export interface StepEngine {
 /** The engine `vit train` runs on: tfjs unless onnxruntime was chosen (its loaded module and threads). */
 export type EngineSpec =
   | { engine: "tfjs" }
-  | { engine: "onnxruntime"; ort: OrtModule; threads: number | null };
+  | { engine: "onnxruntime"; ort: OrtModule; threads: number | null; device?: RunDevice };
 
 export function tfjsStepEngine(state: TrainState): StepEngine {
   return {
@@ -54,7 +55,7 @@ export function onnxruntimeStepEngine(
   state: TrainState,
   model: VisionTransformer,
   cfg: Config,
-  spec: { ort: OrtModule; threads: number | null },
+  spec: { ort: OrtModule; threads: number | null; device?: RunDevice },
 ): StepEngine {
   state.optimizer.dispose();
   const noWeightDecay = model.noWeightDecay();
@@ -68,6 +69,7 @@ export function onnxruntimeStepEngine(
       labelSmoothing: cfg.train.label_smoothing,
       distill: cfg.distill ?? null,
       threads: spec.threads,
+      device: spec.device,
     },
     model.paramShapes(),
   );
@@ -75,12 +77,19 @@ export function onnxruntimeStepEngine(
   const hostParams = (m: VisionTransformer) =>
     new Map(m.namedParameters().map(([name, v]) => [name, v.dataSync() as Float32Array]));
   const [h, w, c] = state.inputShape;
-  // A vit teacher runs on onnxruntime too (its input adapter, a resize or re-normalization, on tfjs).
+  // A vit teacher runs on onnxruntime too, on the same device (its input adapter, a resize or
+  // re-normalization, on tfjs).
   let teacher: Promise<FixedModel> | null = null;
   const teacherVit = state.teacher?.vit;
   const teacherLogits = async (b: MicroBatch): Promise<Float32Array> => {
     if (!teacherVit) return tfjsTeacherLogits(state, b, [h, w, c]);
-    teacher ??= fixedModel(spec.ort, teacherVit.model.cfg, teacherVit.model.stateDict(), spec.threads);
+    teacher ??= fixedModel(
+      spec.ort,
+      teacherVit.model.cfg,
+      teacherVit.model.stateDict(),
+      spec.threads,
+      spec.device,
+    );
     const images = tf.tidy(() => teacherVit.adapt(tf.tensor4d(b.images, [b.size, h, w, c])));
     const adapted = images.dataSync() as Float32Array;
     images.dispose();

@@ -7,9 +7,9 @@ import * as fs from "node:fs";
 import { createRequire } from "node:module";
 import * as path from "node:path";
 import type * as Ort from "onnxruntime-node";
-import type { DeviceName } from "../../config/schema.js";
 import { UsageError } from "../../errors.js";
 import { firstLine, type Importer, importPackage } from "../tfjs/select.js";
+import { type RunDevice, webgpuError } from "./device.js";
 import { type OrtModule, sessionOptions } from "./session.js";
 
 export const ORT_PACKAGE = "onnxruntime-node";
@@ -31,8 +31,8 @@ export async function loadOnnxruntime(importer: Importer): Promise<OrtModule | s
 export interface SessionOptions {
   /** Intra-op threads (runtime.threads; one per core by default). */
   threads: number;
-  device: DeviceName;
-  /** A file prefix: onnxruntime's profiler writes every node's time to `<prefix>_<date>.json` (bench/ort_profile.ts). */
+  device: RunDevice;
+  /** A file prefix: onnxruntime's profiler writes every node's time and provider to `<prefix>_<date>.json` (bench/ort_profile.ts, ./placement.ts). */
   profile?: string;
 }
 
@@ -47,8 +47,7 @@ export async function createSession(
 ): Promise<Ort.InferenceSession> {
   try {
     return await ort.InferenceSession.create(model, {
-      ...sessionOptions(opts.threads),
-      executionProviders: opts.device === "cuda" ? ["cuda", "cpu"] : ["cpu"],
+      ...sessionOptions(opts.threads, opts.device),
       ...(opts.profile && { enableProfiling: true, profileFilePrefix: opts.profile }),
     });
   } catch (err) {
@@ -58,6 +57,7 @@ export async function createSession(
           `it needs ${cudaProviderFile()} (installed by ${ORT_PACKAGE}'s postinstall on linux-x64) and CUDA 12`,
       );
     }
+    if (opts.device === "webgpu") throw webgpuError(err);
     throw err;
   }
 }

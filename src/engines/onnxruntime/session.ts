@@ -6,14 +6,19 @@ import * as os from "node:os";
 import type * as Ort from "onnxruntime-node";
 import type { VitConfig } from "../../model/vision_transformer.js";
 import type { StateDict } from "../../tensor.js";
+import { deviceSessionOptions, type RunDevice } from "./device.js";
 import { inferenceModel } from "./inference.js";
 
 /** onnxruntime-node, loaded by the caller (an optional dependency: imported only when chosen). */
 export type OrtModule = typeof Ort;
 
-/** The whole graph on one intra-op pool (the ViT is a chain: nothing to run side by side). */
-export function sessionOptions(threads: number | null): Ort.InferenceSession.SessionOptions {
+/** The whole graph on one intra-op pool (the ViT is a chain: nothing to run side by side), on `device`. */
+export function sessionOptions(
+  threads: number | null,
+  device: RunDevice = "cpu",
+): Ort.InferenceSession.SessionOptions {
   return {
+    ...deviceSessionOptions(device),
     graphOptimizationLevel: "all",
     intraOpNumThreads: threads ?? os.availableParallelism(),
     interOpNumThreads: 1,
@@ -32,9 +37,10 @@ export async function fixedModel(
   cfg: VitConfig,
   weights: StateDict,
   threads: number | null,
+  device: RunDevice = "cpu",
 ): Promise<FixedModel> {
   const model = inferenceModel(cfg, { weights, heads: "mean" });
-  const session = await ort.InferenceSession.create(model.bytes, sessionOptions(threads));
+  const session = await ort.InferenceSession.create(model.bytes, sessionOptions(threads, device));
   const { img_size: S, in_chans: C } = cfg;
   return {
     async logits(images, size) {

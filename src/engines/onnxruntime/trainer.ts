@@ -14,6 +14,7 @@ import { keepMask } from "../../model/layers/dropout.js";
 import { ForwardContext } from "../../model/module.js";
 import type { VitConfig } from "../../model/vision_transformer.js";
 import type { TensorData } from "../../tensor.js";
+import type { RunDevice } from "./device.js";
 import { type InferenceModel, inferenceModel } from "./inference.js";
 import { type OrtModule, sessionOptions } from "./session.js";
 import { buildTrainGraph, IO, slotNames, type TrainGraph, type TrainGraphKind } from "./train_graph.js";
@@ -27,6 +28,8 @@ export interface OrtTrainerSpec {
   distill: Pick<DistillConfig, "type" | "alpha" | "tau"> | null;
   /** Intra-op threads; null: one per core. */
   threads: number | null;
+  /** The device every session runs on (./device.ts); absent: cpu. */
+  device?: RunDevice;
 }
 
 export interface OrtMicroBatch {
@@ -135,7 +138,10 @@ export class OrtTrainer {
   ): Promise<Float32Array> {
     this.evalSession ??= (async () => {
       const model = inferenceModel(this.spec.model, { weights: null, heads: "mean" });
-      const session = await this.ort.InferenceSession.create(model.bytes, sessionOptions(this.spec.threads));
+      const session = await this.ort.InferenceSession.create(
+        model.bytes,
+        sessionOptions(this.spec.threads, this.spec.device),
+      );
       return { session, model };
     })();
     const { session, model } = await this.evalSession;
@@ -191,7 +197,7 @@ export class OrtTrainer {
         const graph = buildTrainGraph({ ...this.spec, batch }, kind);
         const session = await this.ort.InferenceSession.create(
           graph.bytes,
-          sessionOptions(this.spec.threads),
+          sessionOptions(this.spec.threads, this.spec.device),
         );
         return { session, graph };
       })();
