@@ -197,7 +197,7 @@ export class OrtTrainer {
         const graph = buildTrainGraph({ ...this.spec, batch }, kind);
         const session = await this.ort.InferenceSession.create(
           graph.bytes,
-          sessionOptions(this.spec.threads, this.spec.device),
+          sessionOptions(this.spec.threads, this.spec.device, { training: true }),
         );
         return { session, graph };
       })();
