@@ -3,6 +3,11 @@
  * (docs/design.md "CLI contract": 2 usage/config, 1 runtime, 130 interrupted); the message is
  * one line that names the file, key, tensor or image at fault.
  */
+/** A name as it goes into a one-line message: JSON-quoted when it holds a line break or other control character. */
+export function printable(name: string): string {
+  return /\p{Cc}/u.test(name) ? JSON.stringify(name) : name;
+}
+
 export class VitError extends Error {
   constructor(
     message: string,

@@ -2,8 +2,9 @@
  * Property-based fuzzing of the parsers that read user files (issue 15, "Beyond the list"): the
  * safetensors header and data reader, the .npz reader, the YAML config loader with `extends` and
  * `--set`, and the CSV manifest. The property: a valid result, or a VitError of one line naming
- * the file; never another exception, never a hang. Each property runs with a fixed seed for at
- * most a few seconds and prints how many inputs it tried.
+ * the file; never another exception, never a hang. Each property runs a fixed number of inputs
+ * from a fixed seed, so every machine tries the same ones; a property still running after
+ * HANG_MS fails as a hang. Each prints how many inputs it tried.
  */
 import assert from "node:assert/strict";
 import * as fs from "node:fs";
@@ -21,9 +22,9 @@ import { readNpz } from "../src/io/npz.js";
 import { readSafetensors } from "../src/io/safetensors.js";
 
 const SEED = 20261206;
-/** Per property: long enough for hundreds of inputs, short enough for npm test. */
-const TIME_LIMIT_MS = 2500;
-const MAX_RUNS = 5000;
+/** Per property: about two seconds on an idle 2-core machine (the config loader's is the slowest). */
+const RUNS = 2000;
+const HANG_MS = 60_000;
 
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), "vit-fuzz-"));
 after(() => fs.rmSync(dir, { recursive: true, force: true }));
@@ -43,7 +44,7 @@ function holds<T>(read: () => T, valid: (result: T) => void, file: string): void
   valid(result);
 }
 
-/** Runs `property` for at most TIME_LIMIT_MS with the fixed seed; fails with the counterexample. */
+/** Runs `property` on RUNS inputs from the fixed seed; fails with the counterexample, or on a hang. */
 function fuzz<Ts extends [unknown, ...unknown[]]>(
   t: { diagnostic: (message: string) => void },
   name: string,
@@ -52,9 +53,9 @@ function fuzz<Ts extends [unknown, ...unknown[]]>(
 ): void {
   const details = fc.check(fc.property(...arbitraries, property), {
     seed: SEED,
-    numRuns: MAX_RUNS,
-    interruptAfterTimeLimit: TIME_LIMIT_MS,
-    markInterruptAsFailure: false,
+    numRuns: RUNS,
+    interruptAfterTimeLimit: HANG_MS,
+    markInterruptAsFailure: true,
   });
   t.diagnostic(`${name}: ${details.numRuns} inputs (seed ${SEED})`);
   if (details.failed) {
@@ -63,7 +64,6 @@ function fuzz<Ts extends [unknown, ...unknown[]]>(
         `counterexample: ${fc.stringify(details.counterexample)}`,
     );
   }
-  assert.ok(details.numRuns >= 100, `${name}: only ${details.numRuns} inputs in ${TIME_LIMIT_MS} ms`);
 }
 
 /** Flips `n` bytes at positions and values drawn from `picks`, then cuts the buffer at `cut` (if shorter). */

@@ -6,7 +6,7 @@
 import { existsSync, readFileSync } from "node:fs";
 import path from "node:path";
 import YAML from "yaml";
-import { ConfigError } from "../errors.js";
+import { ConfigError, printable } from "../errors.js";
 import { formatIssues, formatValue } from "./format.js";
 import { deepMerge, hasPath, isPlainObject, type Layer, type Path } from "./merge.js";
 import { parseSet } from "./overrides.js";
@@ -83,7 +83,9 @@ function objectLayers(raw: unknown, source: string, dir: string, stack: readonly
     throw new ConfigError(`${source}: extends: cycle ${cycle}`);
   }
   if (!existsSync(target)) {
-    throw new ConfigError(`${source}: extends: no such file ${parent} (looked for ${displayPath(target)})`);
+    throw new ConfigError(
+      `${source}: extends: no such file ${printable(parent)} (looked for ${printable(displayPath(target))})`,
+    );
   }
   return [...fileLayers(target, stack), layer];
 }

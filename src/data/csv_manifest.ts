@@ -4,15 +4,8 @@
  */
 import * as fs from "node:fs";
 import * as path from "node:path";
-import { DataError } from "../errors.js";
-import {
-  classIndex,
-  type Dataset,
-  describeClasses,
-  type OpenOptions,
-  printable,
-  type Sample,
-} from "./dataset.js";
+import { DataError, printable } from "../errors.js";
+import { classIndex, type Dataset, describeClasses, type OpenOptions, type Sample } from "./dataset.js";
 import { ImageWalk } from "./image_files.js";
 
 const COLUMNS = ["path", "label"] as const;

@@ -2,6 +2,7 @@
  * What every source turns into: a list of (file, label) pairs and the class names the labels index.
  * The class names travel with the dataset into the loader, the trainer and the checkpoints.
  */
+import { printable } from "../errors.js";
 import type { ImageWalk } from "./image_files.js";
 
 export interface Sample {
@@ -30,11 +31,6 @@ export interface OpenOptions {
 /** Index of each name in `classes`, for turning folder names or CSV labels into labels. */
 export function classIndex(classes: readonly string[]): Map<string, number> {
   return new Map(classes.map((c, i) => [c, i]));
-}
-
-/** A name as it goes into a one-line message: JSON-quoted when it holds a line break or other control character. */
-export function printable(name: string): string {
-  return /\p{Cc}/u.test(name) ? JSON.stringify(name) : name;
 }
 
 /** "a, b, c, ... (12 classes)": a short list for error messages. */

@@ -12,7 +12,7 @@
  */
 import * as fs from "node:fs";
 import * as os from "node:os";
-import { DataError } from "../errors.js";
+import { DataError, printable } from "../errors.js";
 import { writeFileAtomic } from "./atomic.js";
 import { withReadFd } from "./read_fd.js";
 import { refuseTorchFile } from "./torch_file.js";
@@ -221,7 +221,7 @@ function parseHeader(
   try {
     raw = JSON.parse(text);
   } catch (err) {
-    throw new DataError(`${file}: header is not valid JSON: ${(err as Error).message}`);
+    throw new DataError(`${file}: header is not valid JSON: ${printable((err as Error).message)}`);
   }
   if (!isObject(raw)) throw new DataError(`${file}: header is not a JSON object`);
   const metadata: Record<string, string> = {};

@@ -325,6 +325,9 @@ export const RULES: Readonly<Record<string, Rule>> = {
         : { note: "unused by hard distillation" },
 
   "runtime.backend": () => ({ note: "timm runs on PyTorch: torchrun starts one process per GPU" }),
+  "runtime.device": () => ({
+    note: "each timm process takes the GPU torchrun gives it (--device for one process)",
+  }),
   "runtime.threads": () => ({ note: "PyTorch sizes its own thread pools" }),
   "output.dir": (c) => ({ args: [arg("--output", c.cfg.output.dir)] }),
 };
