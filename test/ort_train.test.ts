@@ -19,7 +19,7 @@ import { createModel } from "../src/model/vision_transformer.js";
 import { loadRunConfig, type TrainOptions, train } from "../src/train/loop.js";
 import { Progress } from "../src/train/progress.js";
 import { runPath } from "../src/weights/run_dir.js";
-import { assertClose, FIXTURES } from "./support.js";
+import { assertClose, FIXTURES, tinyTrainConfig } from "./support.js";
 
 await tf.setBackend("cpu");
 
@@ -134,41 +134,7 @@ const root = fs.mkdtempSync(path.join(os.tmpdir(), "vit-ort-train-"));
 const cacheDir = path.join(root, "cache");
 const quiet = () => new Progress({ write: () => true });
 
-/** 80 train / 20 val images of 16 px; 10 micro-batches of 8 per epoch, 2 accumulated: 5 steps. */
-function tinyConfig(name: string): Config {
-  return ConfigSchema.parse({
-    name,
-    model: {
-      img_size: 16,
-      patch_size: 4,
-      embed_dim: 16,
-      depth: 2,
-      num_heads: 2,
-      mlp_ratio: 2,
-      drop_rate: 0.1,
-      drop_path_rate: 0.2,
-    },
-    data: {
-      train: "synthetic",
-      synthetic_per_class: 10,
-      val_split: 0.2,
-      mean: [0.5, 0.5, 0.5],
-      std: [0.5, 0.5, 0.5],
-      workers: 1,
-      aug: { mixup: 0.8, cutmix: 1.0, random_erasing: 0.25 },
-    },
-    train: {
-      epochs: 3,
-      batch_size: 8,
-      accum_steps: 2,
-      clip_grad_norm: 1.0,
-      ema: { decay: 0.9 },
-      log_interval: 2,
-      optimizer: { lr: 2e-3 },
-    },
-    output: { dir: path.join(root, "runs") },
-  });
-}
+const tinyConfig = (name: string) => tinyTrainConfig(name, path.join(root, "runs"), 3);
 
 function run(opts: Partial<TrainOptions> & { config: Config }) {
   return train({

@@ -2,6 +2,7 @@
 import assert from "node:assert/strict";
 import { type ChildProcess, spawn } from "node:child_process";
 import * as path from "node:path";
+import { type Config, ConfigSchema } from "../src/config/schema.js";
 
 export const ROOT = path.resolve(import.meta.dirname, "..");
 /** Golden data made by timm itself (README there). */
@@ -74,4 +75,50 @@ export async function webgpuSkip(): Promise<string | undefined> {
   const { findWebgpuAdapter } = await import("../src/engines/onnxruntime/device.js");
   const found = await findWebgpuAdapter();
   return typeof found === "string" ? `no Vulkan/WebGPU device on this machine: ${found}` : undefined;
+}
+
+/**
+ * A tiny synthetic run writing into `runsDir`: 80 train / 20 val images of 16 px; 10 micro-batches
+ * of 8 per epoch, 2 accumulated: 5 steps. Dropout, drop path, mixup, cutmix, erasing, clipping and
+ * EMA are all on, so resume and engine tests see every random draw.
+ */
+export function tinyTrainConfig(
+  name: string,
+  runsDir: string,
+  epochs: number,
+  over: Record<string, unknown> = {},
+): Config {
+  return ConfigSchema.parse({
+    name,
+    model: {
+      img_size: 16,
+      patch_size: 4,
+      embed_dim: 16,
+      depth: 2,
+      num_heads: 2,
+      mlp_ratio: 2,
+      drop_rate: 0.1,
+      drop_path_rate: 0.2,
+    },
+    data: {
+      train: "synthetic",
+      synthetic_per_class: 10,
+      val_split: 0.2,
+      mean: [0.5, 0.5, 0.5],
+      std: [0.5, 0.5, 0.5],
+      workers: 1,
+      aug: { mixup: 0.8, cutmix: 1.0, random_erasing: 0.25 },
+    },
+    train: {
+      epochs,
+      batch_size: 8,
+      accum_steps: 2,
+      clip_grad_norm: 1.0,
+      ema: { decay: 0.9 },
+      log_interval: 2,
+      optimizer: { lr: 2e-3 },
+    },
+    output: { dir: runsDir },
+    ...over,
+  });
 }

@@ -9,12 +9,13 @@ import * as os from "node:os";
 import * as path from "node:path";
 import { test } from "node:test";
 import * as tf from "@tensorflow/tfjs";
-import { type Config, ConfigSchema } from "../src/config/schema.js";
+import type { Config } from "../src/config/schema.js";
 import { InterruptedError, VitError } from "../src/errors.js";
 import { readSafetensors } from "../src/io/safetensors.js";
 import { loadRunConfig, type TrainOptions, train } from "../src/train/loop.js";
 import { Progress } from "../src/train/progress.js";
 import { runPath } from "../src/weights/run_dir.js";
+import { tinyTrainConfig } from "./support.js";
 
 await tf.setBackend("cpu");
 
@@ -22,42 +23,8 @@ const root = fs.mkdtempSync(path.join(os.tmpdir(), "vit-train-loop-"));
 const cacheDir = path.join(root, "cache");
 const quiet = () => new Progress({ write: () => true });
 
-/** 80 train / 20 val images of 16 px; 10 micro-batches of 8 per epoch, 2 accumulated: 5 steps. */
-function tinyConfig(name: string, over: Record<string, unknown> = {}): Config {
-  return ConfigSchema.parse({
-    name,
-    model: {
-      img_size: 16,
-      patch_size: 4,
-      embed_dim: 16,
-      depth: 2,
-      num_heads: 2,
-      mlp_ratio: 2,
-      drop_rate: 0.1,
-      drop_path_rate: 0.2,
-    },
-    data: {
-      train: "synthetic",
-      synthetic_per_class: 10,
-      val_split: 0.2,
-      mean: [0.5, 0.5, 0.5],
-      std: [0.5, 0.5, 0.5],
-      workers: 1,
-      aug: { mixup: 0.8, cutmix: 1.0, random_erasing: 0.25 },
-    },
-    train: {
-      epochs: 4,
-      batch_size: 8,
-      accum_steps: 2,
-      clip_grad_norm: 1.0,
-      ema: { decay: 0.9 },
-      log_interval: 2,
-      optimizer: { lr: 2e-3 },
-    },
-    output: { dir: path.join(root, "runs") },
-    ...over,
-  });
-}
+const tinyConfig = (name: string, over: Record<string, unknown> = {}) =>
+  tinyTrainConfig(name, path.join(root, "runs"), 4, over);
 
 function run(opts: Partial<TrainOptions> & { config: Config }) {
   return train({ backend: "cpu", progress: quiet(), cacheDir, ...opts });
