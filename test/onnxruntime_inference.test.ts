@@ -1,6 +1,6 @@
 /**
  * Inference on the onnxruntime engine through the Classifier eval and predict use: on every
- * timm-parity case (../shared/fixtures/timm-parity) the logits equal timm's within the fixture
+ * timm-parity case (test/fixtures/timm-parity) the logits equal timm's within the fixture
  * README's float32 bound, 1e-5 + 1e-5|x|, and a distilled model's heads equal timm's heads.
  * On each device: cpu, and webgpu where a WebGPU adapter exists (the software one counts: Mesa's
  * llvmpipe through Vulkan, which .ci/run installs).
