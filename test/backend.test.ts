@@ -6,39 +6,12 @@ import * as tf from "@tensorflow/tfjs";
 import {
   defaultThreads,
   describeBackend,
-  type Importer,
   initBackend,
   NATIVE_PACKAGES,
   WASM_PACKAGE,
 } from "../src/engines/tfjs/select.js";
 import { UsageError } from "../src/errors.js";
-
-/** Node's error for a package that is not installed. */
-function notFound(pkg: string): Error {
-  return Object.assign(
-    new Error(`Cannot find package '${pkg}' imported from /x/src/engines/tfjs/select.ts`),
-    {
-      code: "ERR_MODULE_NOT_FOUND",
-    },
-  );
-}
-
-/**
- * An importer where `missing` packages are absent, `broken` ones throw on load, a present native
- * package registers a "tensorflow" backend (a cpu instance under that name), and wasm is real.
- */
-function fakeImporter(opts: { missing?: string[]; broken?: string[] }): Importer & { calls: string[] } {
-  const calls: string[] = [];
-  const importer = async (pkg: string) => {
-    calls.push(pkg);
-    if (opts.missing?.includes(pkg)) throw notFound(pkg);
-    if (opts.broken?.includes(pkg))
-      throw new Error("libcudart.so.11.0: cannot open shared object file\nat ...");
-    if (pkg === WASM_PACKAGE) return import(WASM_PACKAGE);
-    tf.registerBackend("tensorflow", () => tf.findBackendFactory("cpu")!() as tf.KernelBackend);
-  };
-  return Object.assign(importer, { calls });
-}
+import { fakeImporter } from "./fake_importer.js";
 
 test("tfjs's Node.js banner is silenced", async () => {
   await initBackend("cpu");

@@ -18,32 +18,9 @@ import { DataError, UsageError } from "../src/errors.js";
 import { writeSafetensors } from "../src/io/safetensors.js";
 import { createModel } from "../src/model/index.js";
 import { readCheckpointEngine } from "../src/weights/checkpoint.js";
+import { fakeImporter, notFound } from "./fake_importer.js";
 
 const [GPU, NODE] = NATIVE_PACKAGES;
-
-function notFound(pkg: string): Error {
-  return Object.assign(new Error(`Cannot find package '${pkg}' imported from /x/src/engines/select.ts`), {
-    code: "ERR_MODULE_NOT_FOUND",
-  });
-}
-
-/**
- * `missing` packages are absent, `broken` ones throw on load (as a binding whose shared library
- * is missing does), a present native package registers a "tensorflow" backend (a cpu instance
- * under that name); onnxruntime-node and wasm are the real ones.
- */
-function fakeImporter(opts: { missing?: string[]; broken?: string[] }): Importer & { calls: string[] } {
-  const calls: string[] = [];
-  const importer = async (pkg: string) => {
-    calls.push(pkg);
-    if (opts.missing?.includes(pkg)) throw notFound(pkg);
-    if (opts.broken?.includes(pkg))
-      throw new Error("libonnxruntime.so.1: cannot open shared object file: No such file\n    at ...");
-    if (pkg === WASM_PACKAGE || pkg === ORT_PACKAGE) return import(pkg);
-    tf.registerBackend("tensorflow", () => tf.findBackendFactory("cpu")!() as tf.KernelBackend);
-  };
-  return Object.assign(importer, { calls });
-}
 
 async function withoutTensorflow(fn: () => Promise<void>): Promise<void> {
   try {
