@@ -7,7 +7,7 @@
 
 import * as fs from "node:fs";
 import * as path from "node:path";
-import { findPreset } from "../config/presets.js";
+import { findPreset, type PresetArch } from "../config/presets.js";
 import type { Config } from "../config/schema.js";
 import { ConfigError } from "../errors.js";
 import type { BatchSplit } from "./batch.js";
@@ -66,17 +66,7 @@ function archDefault(c: MapContext) {
 }
 
 /** An architecture key: a --model-kwargs entry when it differs from the timm architecture's. */
-function archKey(
-  key:
-    | "patch_size"
-    | "embed_dim"
-    | "depth"
-    | "num_heads"
-    | "mlp_ratio"
-    | "qkv_bias"
-    | "class_token"
-    | "global_pool",
-): Rule {
+function archKey(key: Exclude<keyof PresetArch, "img_size" | "in_chans" | "distilled">): Rule {
   return (c) => {
     const value = c.cfg.model[key];
     if (archDefault(c)[key] === value) return { note: `${c.arch} already has ${key} ${value}` };
