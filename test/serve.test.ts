@@ -329,6 +329,32 @@ describe("batcher", () => {
     assert.deepEqual(runs, [[1, 2, 3], [4]]);
   });
 
+  test("after a lone image the next starts at once; after a shared batch the window applies again", async () => {
+    const windowMs = 200;
+    const b = new Batcher({ maxBatch: 4, windowMs, maxQueue: 100 });
+    const runs: number[][] = [];
+    const p = b.lane<number, number>("p", async (xs) => {
+      runs.push(xs);
+      return xs;
+    });
+    const waited = async (x: number) => {
+      const start = performance.now();
+      await p(x);
+      return performance.now() - start;
+    };
+    // A server that has run nothing yet waits the window for company.
+    assert.ok((await waited(1)) >= windowMs - 1);
+    assert.ok((await waited(2)) < windowMs / 2, "a lone client's next image waits for nobody");
+    // Two images admitted together share a batch: the first waits for the second's decoding.
+    assert.ok(b.admit(2));
+    const first = p(3);
+    await new Promise((r) => setTimeout(r, 20));
+    await Promise.all([first, p(4)]);
+    b.release(2);
+    assert.ok((await waited(5)) >= windowMs - 1, "after a shared batch, a lone image waits the window");
+    assert.deepEqual(runs, [[1], [2], [3, 4], [5]]);
+  });
+
   test("a failing batch rejects its jobs only; an aborted job leaves the queue", async () => {
     const b = new Batcher({ maxBatch: 2, windowMs: 10, maxQueue: 100 });
     const p = b.lane<number, number>("p", async (xs) => {

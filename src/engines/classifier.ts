@@ -18,7 +18,10 @@ export interface Classifier {
   /** The architecture (image size, channels, distilled, num_classes). */
   readonly cfg: VitConfig;
   readonly numClasses: number;
-  /** Eval-mode logits of `batch` images [batch, H, W, C] (channels last, normalized, as the loader makes them). */
+  /**
+   * Eval-mode logits of the first `batch` images of `images` [>= batch, H, W, C] (channels last,
+   * normalized, as the loader makes them). `images` is read before the promise settles, not after.
+   */
   predictLogits(images: Float32Array, batch: number): Promise<Logits>;
   dispose(): Promise<void>;
 }

@@ -28,11 +28,25 @@ export class EvalTransform {
     this.normalizer = new Normalizer(inChans, data.mean, data.std);
   }
 
-  /** Decodes `img`; a corrupt one throws BadImageError. */
+  /** Floats in one image's input. */
+  get stride(): number {
+    return this.size * this.size * this.inChans;
+  }
+
+  /** Decodes `img` to the crop the model sees; a corrupt one throws BadImageError. */
+  crop(img: ImageInput): Promise<Uint8Array> {
+    return evalImage(img, this.transform);
+  }
+
+  /** Writes the model's input for a crop at `dst[offset...]` (a batch's slot). */
+  normalizeInto(dst: Float32Array, offset: number, rgb: Uint8Array): void {
+    this.normalizer.into(dst, offset, rgb);
+  }
+
   async apply(img: ImageInput): Promise<EvalPixels> {
-    const rgb = await evalImage(img, this.transform);
-    const input = new Float32Array(this.size * this.size * this.inChans);
-    this.normalizer.into(input, 0, rgb);
+    const rgb = await this.crop(img);
+    const input = new Float32Array(this.stride);
+    this.normalizeInto(input, 0, rgb);
     return { rgb, input };
   }
 }

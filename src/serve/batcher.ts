@@ -3,7 +3,9 @@
  * A batch starts when `maxBatch` images of one kind are waiting, or when the oldest has waited
  * `windowMs` and no admitted image is still being decoded (a burst of requests joins one batch
  * even when decoding it takes longer than the window), but never later than WINDOW_STRETCH
- * windows. One batch runs at a time (the engine is one). Admission is bounded: `admit(n)` refuses
+ * windows. When the last batch was a lone image and nothing else is being decoded, there is no
+ * company to wait for (one client, one request at a time): the image starts at once. One batch
+ * runs at a time (the engine is one); images arriving meanwhile queue, and form the next batch. Admission is bounded: `admit(n)` refuses
  * when the images admitted and not yet released would exceed `maxQueue`, so memory is bounded
  * however many clients connect.
  */
@@ -39,6 +41,8 @@ export class Batcher {
   private timer: NodeJS.Timeout | null = null;
   /** Images per second of the last batch, for Retry-After. */
   private rate = 0;
+  /** Images in the last batch: 1 says a lone client, whose next image need not wait for company. */
+  private lastBatch = 0;
 
   constructor(private readonly limits: BatcherLimits) {}
 
@@ -115,7 +119,7 @@ export class Batcher {
     // Admitted images neither queued nor running are being decoded: they join in a moment.
     const decoding = this.admitted - this.queue.length - this.inBatch;
     const window = this.limits.windowMs;
-    const due = decoding > 0 ? WINDOW_STRETCH * window : window;
+    const due = decoding > 0 ? WINDOW_STRETCH * window : this.lastBatch === 1 ? 0 : window;
     if (this.draining || ready >= this.limits.maxBatch || waited >= due) {
       if (this.timer) clearTimeout(this.timer);
       this.timer = null;
@@ -142,6 +146,7 @@ export class Batcher {
       else i++;
     }
     this.inBatch = batch.length;
+    this.lastBatch = batch.length;
     const start = performance.now();
     try {
       const outputs = await this.runners.get(kind)!(batch.map((j) => j.input));

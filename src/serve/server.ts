@@ -93,13 +93,14 @@ export async function createServer(ctx: ServerContext): Promise<Server> {
   const transform = new EvalTransform(im.config.data, size, inChans);
   const batcher = new Batcher({ maxBatch: o.maxBatch, windowMs: o.batchWindowMs, maxQueue: o.maxQueue });
 
-  const logits = batcher.lane<Float32Array, Float32Array>("predict", async (inputs) => {
-    const stride = size * size * inChans;
-    const batch = new Float32Array(inputs.length * stride);
-    for (const [i, x] of inputs.entries()) batch.set(x, i * stride);
-    const values = (await im.classifier.predictLogits(batch, inputs.length)).logits;
+  // One batch runs at a time, so one input array serves them all: a fresh one per batch (megabytes)
+  // kept the garbage collector busy on the thread that answers requests.
+  const batch = new Float32Array(o.maxBatch * transform.stride);
+  const logits = batcher.lane<Uint8Array, Float32Array>("predict", async (crops) => {
+    for (const [i, rgb] of crops.entries()) transform.normalizeInto(batch, i * transform.stride, rgb);
+    const values = (await im.classifier.predictLogits(batch, crops.length)).logits;
     const k = im.numClasses;
-    return inputs.map((_, i) => values.slice(i * k, (i + 1) * k));
+    return crops.map((_, i) => values.slice(i * k, (i + 1) * k));
   });
   const overlay = batcher.lane<ImageInput, Buffer>("attention", async (inputs) => {
     const out: Buffer[] = [];
@@ -198,8 +199,8 @@ export async function createServer(ctx: ServerContext): Promise<Server> {
     signal: AbortSignal,
   ): Promise<PredictResult> {
     try {
-      const { input } = await transform.apply(await probeImage(image, bytes, o.maxPixels));
-      return { image, predictions: topPredictions(await logits(input, signal), topk, labels) };
+      const rgb = await transform.crop(await probeImage(image, bytes, o.maxPixels));
+      return { image, predictions: topPredictions(await logits(rgb, signal), topk, labels) };
     } catch (err) {
       if (err instanceof BadImageError) return { image, predictions: [], error: err.message };
       throw err;

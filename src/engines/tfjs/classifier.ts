@@ -10,7 +10,7 @@ export function tfjsClassifier(model: VisionTransformer): Classifier {
     numClasses: model.numClasses,
     async predictLogits(images, batch) {
       const heads = new Map<string, Float32Array>();
-      const x = tf.tensor4d(images, [batch, s, s, c]);
+      const x = tf.tensor4d(images.subarray(0, batch * s * s * c), [batch, s, s, c]);
       const logits = model.forward(x, {
         training: false,
         // Read inside the forward pass: the heads' outputs are freed when it returns.
