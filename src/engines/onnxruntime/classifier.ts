@@ -7,7 +7,7 @@ import type { VisionTransformer } from "../../model/vision_transformer.js";
 import type { Classifier, Logits } from "../classifier.js";
 import type { OnnxruntimeChoice } from "../select.js";
 import { inferenceModel } from "./inference.js";
-import { createWorkerSession } from "./worker_session.js";
+import { createSession } from "./runtime.js";
 
 export async function onnxruntimeClassifier(
   choice: OnnxruntimeChoice,
@@ -21,13 +21,13 @@ export async function onnxruntimeClassifier(
   } finally {
     model.dispose();
   }
-  const session = await createWorkerSession(graph.bytes, { threads: choice.threads, device: choice.device });
+  const session = await createSession(choice.ort, graph.bytes, choice);
   const { img_size: s, in_chans: c } = cfg;
   return {
     cfg,
     numClasses,
     async predictLogits(images, batch) {
-      const x = { data: images.subarray(0, batch * s * s * c), dims: [batch, s, s, c] };
+      const x = new choice.ort.Tensor("float32", images.subarray(0, batch * s * s * c), [batch, s, s, c]);
       const out = await session.run({ [graph.input]: x });
       const [head, dist] = graph.outputs.map((name) => out[name].data as Float32Array);
       if (dist === undefined) return { logits: head };
