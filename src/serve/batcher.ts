@@ -5,9 +5,9 @@
  * even when decoding it takes longer than the window), but never later than WINDOW_STRETCH
  * windows. When the last batch was a lone image and nothing else is being decoded, there is no
  * company to wait for (one client, one request at a time): the image starts at once. One batch
- * runs at a time (the engine is one); images arriving meanwhile queue, and form the next batch. Admission is bounded: `admit(n)` refuses
- * when the images admitted and not yet released would exceed `maxQueue`, so memory is bounded
- * however many clients connect.
+ * runs at a time (the engine is one); images arriving meanwhile queue, and form the next batch.
+ * Admission is bounded: `admit(n)` refuses when the images admitted and not yet released would
+ * exceed `maxQueue`, so memory is bounded however many clients connect.
  */
 
 /** The longest a batch waits for images still being decoded, in windows. */

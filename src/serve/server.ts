@@ -93,8 +93,8 @@ export async function createServer(ctx: ServerContext): Promise<Server> {
   const transform = new EvalTransform(im.config.data, size, inChans);
   const batcher = new Batcher({ maxBatch: o.maxBatch, windowMs: o.batchWindowMs, maxQueue: o.maxQueue });
 
-  // One batch runs at a time, so one input array serves them all: a fresh one per batch (megabytes)
-  // kept the garbage collector busy on the thread that answers requests.
+  // One batch runs at a time, so one input array serves every batch: no megabytes of fresh arrays
+  // per batch for the collector on the thread that answers requests.
   const batch = new Float32Array(o.maxBatch * transform.stride);
   const logits = batcher.lane<Uint8Array, Float32Array>("predict", async (crops) => {
     for (const [i, rgb] of crops.entries()) transform.normalizeInto(batch, i * transform.stride, rgb);
