@@ -83,7 +83,7 @@ function quantile(xs: number[], q: number): number {
 interface EngineSpeed {
   /** Images/s at each batch size tried (powers of two up to --max-batch, and --max-batch). */
   byBatch: { batch: number; imgS: number }[];
-  /** The best of them: the reference the served images/s is held to. */
+  /** The best of them, for context: the target holds the served rate to the one at --max-batch. */
   best: { batch: number; imgS: number };
   /** One image's forward pass, back to back, in ms. */
   singleMs: { p50: number; p99: number };
